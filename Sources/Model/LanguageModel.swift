@@ -116,8 +116,10 @@ public final class LanguageModel {
 
     /// Loads MODEL: a GGUF path, an HF folder, or the short name of an embedded model
     /// (fetched on first use); with `adapter`, a PEFT LoRA adapter folder merged into the
-    /// weights in fp32 (checked against the base before anything is loaded).
-    public static func load(_ spec: String, adapter: String? = nil, log: @escaping (String) -> Void = stderrLine) throws -> LanguageModel {
+    /// weights in fp32 (checked against the base before anything is loaded). With `blocks`,
+    /// only the embedding and the first `blocks` blocks, in fp32 (hidden states only).
+    public static func load(_ spec: String, adapter: String? = nil, blocks: Int? = nil,
+                            log: @escaping (String) -> Void = stderrLine) throws -> LanguageModel {
         let path = try ModelStore.resolve(spec, log: log)
         let lora = try adapter.map { try LoRAAdapter(folder: $0) }
         func parameters(_ base: ParameterSource, _ config: ModelConfig) throws -> ParameterSource {
@@ -128,15 +130,15 @@ public final class LanguageModel {
         if isDirectory(path) {
             let config = try ModelConfig(hfConfigAt: path + "/config.json")
             let chat = try ChatFormat(hfFolder: path, vocabSize: config.vocabSize)
-            let weights = try ModelWeights.load(config: config, from: try parameters(try SafetensorsModel(folder: path), config))
+            let weights = try ModelWeights.load(config: config, from: try parameters(try SafetensorsModel(folder: path), config), blocks: blocks)
             return LanguageModel(path: path, decoder: Transformer(weights: weights), chat: chat)
         }
         let g = try GGUFFile(path: path)
         let config = try g.modelConfig()
         let chat = try ChatFormat(gguf: g, vocabSize: config.vocabSize)
-        let weights = try ModelWeights.load(config: config, from: try parameters(g, config))
+        let weights = try ModelWeights.load(config: config, from: try parameters(g, config), blocks: blocks)
         // The quantised blocks are the base's: with an adapter, decoding runs on the merged fp32 weights.
-        let quantized = lora == nil ? try QuantizedWeights.from(g, config: config) : nil
+        let quantized = lora == nil && weights.isComplete ? try QuantizedWeights.from(g, config: config) : nil
         return LanguageModel(path: path, decoder: Transformer(weights: weights, quantized: quantized), chat: chat)
     }
 }

@@ -77,7 +77,8 @@ public final class Transformer {
                         logits: Bool = true, tap: HiddenTap? = nil) -> [Float] {
         let c = config
         let H = c.hiddenSize, qDim = c.qDim, kvDim = c.kvDim, I = c.intermediateSize, d = c.headDim
-        let nBlocks = min(blocks ?? c.numLayers, c.numLayers)
+        precondition(blocks != nil || weights.isComplete, "a model loaded with only its first blocks runs only those")
+        let nBlocks = min(blocks ?? c.numLayers, weights.layers.count)
         // Row offsets of each sequence in the packed activations.
         var rowStart: [Int] = [], n = 0
         for t in tokens { rowStart.append(n); n += t.count }

@@ -35,7 +35,12 @@ public struct ModelWeights {
     public var output: FloatBuffer?    // [vocab × hidden], nil when tied to `embed`
 
     /// The output projection (the embedding when tied).
-    public var lmHead: FloatBuffer { output ?? embed }
+    public var lmHead: FloatBuffer {
+        precondition(isComplete, "a model loaded with only its first blocks has no output projection")
+        return output ?? embed
+    }
+    /// False for a model loaded with only its first blocks (`load(…, blocks:)`).
+    public var isComplete: Bool { layers.count == config.numLayers }
 }
 
 /// The names and shapes each parameter must have, in HF naming. `shape` is [out, in]
@@ -97,8 +102,10 @@ extension LayerWeights {
 }
 
 extension ModelWeights {
-    /// Loads and checks every parameter: right shape, all finite.
-    public static func load(config: ModelConfig, from src: ParameterSource) throws -> ModelWeights {
+    /// Loads and checks every parameter: right shape, all finite. With `blocks`, only the
+    /// embedding and the first `blocks` decoder blocks: hidden states up to that index are
+    /// all a recovery needs, and the rest of a large model then never takes memory.
+    public static func load(config: ModelConfig, from src: ParameterSource, blocks: Int? = nil) throws -> ModelWeights {
         func get(_ name: String, _ shape: [Int]) throws -> FloatBuffer {
             guard src.contains(name) else { throw FormatError(src.path, "missing tensor \(name)") }
             let have = try src.shape(name)
@@ -118,8 +125,12 @@ extension ModelWeights {
             if c.traits.gemmaStyle && name.hasSuffix("norm.weight") { for i in 0..<b.count { b[i] += 1 } }
             return b
         }
-        let layers = try (0..<c.numLayers).map { try LayerWeights.make($0, config: c, tensor) }
+        let n = min(blocks ?? c.numLayers, c.numLayers)
+        let layers = try (0..<n).map { try LayerWeights.make($0, config: c, tensor) }
         let embed = try get("model.embed_tokens.weight", [c.vocabSize, c.hiddenSize])
+        guard n == c.numLayers else {
+            return ModelWeights(config: c, embed: embed, layers: layers, finalNorm: FloatBuffer(count: 0), output: nil)
+        }
         let output: FloatBuffer? = c.tiedEmbeddings ? nil : try get("lm_head.weight", [c.vocabSize, c.hiddenSize])
         return ModelWeights(config: c, embed: embed, layers: layers,
                             finalNorm: try tensor("model.norm.weight", [c.hiddenSize]), output: output)

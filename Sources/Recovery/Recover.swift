@@ -172,15 +172,17 @@ public final class RecoveryRun {
         guard layer >= 1, layer < alignedConfig.numLayers else {
             throw RecoveryError("--layer must be in 1...\(alignedConfig.numLayers - 1) (a block output before the final norm)")
         }
+        // Only blocks below the direction layer ever run (the task check of Scenario II
+        // generates, so there F is loaded whole).
         let target: [Float] = try {
-            let a = try LanguageModel.load(alignedPath, log: log)
+            let a = try LanguageModel.load(alignedPath, blocks: layer, log: log)
             let ids = try options.prompts.map { try a.chat.promptIds($0) }
             log("aligned direction: layer \(layer), \(ids.count) prompts")
             return a.decoder.meanLastTokenState(ids, layer: layer, batchSize: options.passSize)
         }()
         log(String(format: "aligned direction done in %.1f s", Date().timeIntervalSince(t0)))
 
-        let f = try LanguageModel.load(finetunedPath, adapter: adapterPath, log: log)
+        let f = try LanguageModel.load(finetunedPath, adapter: adapterPath, blocks: task == nil ? layer : nil, log: log)
         f.decoder.dropQuantized()   // F's weights change every round
         let ids = try options.prompts.map { try f.chat.promptIds($0) }
 

@@ -28,6 +28,11 @@ import TestSupport
         // One by one gives the same direction as in batches, up to BLAS rounding (gemv vs gemm kernels).
         let single = m.decoder.meanLastTokenState(ref.prompts.map(\.ids), layer: layer, batchSize: 1)
         #expect(maxRelativeError(single, got, floor: 1e-1) < 1e-4)
+        // Loaded with only the blocks below the layer (as recovery loads): the same numbers, bit for bit.
+        let partial = try LanguageModel.load(path, blocks: layer)
+        #expect(partial.decoder.weights.layers.count == layer && !partial.decoder.weights.isComplete)
+        #expect(partial.decoder.quantized == nil && partial.decoder.weights.finalNorm.count == 0)
+        #expect(partial.decoder.meanLastTokenState(ref.prompts.map(\.ids), layer: layer, batchSize: 5) == got)
     }
 
     @Test func fileRoundTripAndBadFiles() throws {
