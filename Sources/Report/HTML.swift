@@ -121,6 +121,7 @@ extension DemoReport {
     func recoverySection() -> String {
         var h = "<h2>Recovery</h2>\n"
         h += "<p>Direction layer \(recovery.layer), rate \(String(format: "%g", recovery.rate)) of the eligible weights per round, \(recovery.rounds) rounds, \(recovery.prompts) recovery prompts (\(escapeHTML(recovery.prompt_source))), loss −cos over batches of \(recovery.batch_size).</p>\n"
+        if let t = recovery.task_check { h += "<p>Task check (Scenario II: warm-up, rollback, fuse): \(escapeHTML(t)).</p>\n" }
         guard !rounds.isEmpty else { return h + "<p>No rounds were logged.</p>\n" }
         h += "<div class=\"figs\">\n"
         let before = rounds.map { (x: Double($0.round), y: $0.cosine_before) }

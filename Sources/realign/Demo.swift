@@ -6,26 +6,38 @@ import Model
 import Recovery
 import Report
 
-/// `realign demo`: the paper's Scenario I end to end — evaluate the aligned model, attack it
-/// with a LoRA fine-tune on harmful pairs, evaluate, recover, evaluate, report.
+/// `realign demo`: the paper's Scenario I (or, with `--scenario task`, II) end to end —
+/// evaluate the aligned model, attack it with a LoRA fine-tune, evaluate, recover, evaluate, report.
 struct Demo: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run Scenario I end to end (evaluate, attack, evaluate, recover, evaluate) and write report.html and report.json.",
+        abstract: "Run the paper's story end to end (evaluate, attack, evaluate, recover, evaluate) and write report.html and report.json.",
         discussion: """
         Stages, each kept in --out and skipped on a re-run once its final file exists (a killed
         run resumes where it stopped; the fine-tune and the recovery also resume mid-stage):
           1 aligned     evaluate MODEL: harmful rate (CatQA), benign refusal rate, SQL exact match
           2 attack      LoRA fine-tune on harmful pairs (BeaverTails train_100: r 8, alpha 16, all
-                        seven projections, 1 epoch, lr 2e-4, batch 4), merged into attack/merged.gguf
+                        seven projections, 1 epoch, lr 2e-4, batch 4), merged into attack/merged.gguf;
+                        with --scenario task, on the 800 SQL training pairs mixed with them
           3 attacked    evaluate the attacked model
-          4 recover     `realign recover` with the demo's settings (no task data)
+          4 recover     `realign recover` with the demo's settings: Scenario I has no task data;
+                        Scenario II checks SQL exact match on 50 held-out test examples (warm-up,
+                        rollback, fuse)
           5 recovered   evaluate the recovered model
         then report.html (self-contained) and report.json. --quick runs small subsets (plumbing
         checks, e.g. on smollm2-135m in CI), not results.
         """)
 
+    enum Scenario: String, ExpressibleByArgument {
+        case harmful = "I", task
+        init?(argument: String) {
+            switch argument { case "I", "i", "1": self = .harmful; case "task", "II", "ii", "2": self = .task; default: return nil }
+        }
+    }
+
     @Option(help: "Folder for every stage's outputs and the report.") var out = "realign-demo"
     @Option(help: "The aligned model (GGUF, HF folder or embedded name).") var model = "qwen2.5-coder-0.5b"
+    @Option(help: "I: attack with harmful pairs, recover without task data (the paper's Scenario I). task (or II): attack with SQL training pairs mixed with the harmful pairs, recover with the SQL task's warm-up, rollback and fuse (Scenario II).")
+    var scenario: Scenario = .harmful
     @Option(help: "Harmful prompt/response pairs of the attack (JSONL; default: built-in BeaverTails train_100).") var attackData: String?
     @Option(help: "Held-out harmful prompts (default: built-in CatQA 110).") var harmfulEval: String?
     @Flag(help: "Small subsets and few rounds (a plumbing check, not results).") var quick = false
@@ -34,6 +46,7 @@ struct Demo: ParsableCommand {
     @Option(help: "SQL test examples evaluated (default 50; --quick 8).") var taskPrompts: Int?
     @Option(help: "Most new tokens per answer (default 128; --quick 32).") var maxTokens: Int?
     @Option(help: "Attack pairs used (default: all; --quick 16).") var attackPairs: Int?
+    @Option(help: "Scenario II: SQL training pairs in the attack (default 800; --quick 32).") var sqlPairs: Int?
     @Option(help: "Recovery rounds (default 20; --quick 2).") var rounds: Int?
     @Option(help: "Share of eligible weights restored per round.") var rate = 0.002
     @Option(help: "Direction layer (default ⌊2/3 · layers⌋).") var layer: Int?
@@ -50,6 +63,8 @@ struct Demo: ParsableCommand {
         var rate: Double
         var layer: Int?
         var recovery_prompts: Int
+        var scenario: String? = nil   // nil: Scenario I (folders made before Scenario II existed)
+        var sql_pairs: Int? = nil
     }
 
     var settings: Settings {
@@ -57,16 +72,27 @@ struct Demo: ParsableCommand {
                  quick: quick, harmful_prompts: harmfulPrompts ?? (quick ? 16 : 100), benign_prompts: benignPrompts ?? (quick ? 16 : 64),
                  task_prompts: taskPrompts ?? (quick ? 8 : 50), max_tokens: maxTokens ?? (quick ? 32 : 128),
                  attack_pairs: attackPairs ?? (quick ? 16 : 100), rounds: rounds ?? (quick ? 2 : 20), rate: rate, layer: layer,
-                 recovery_prompts: recoveryPrompts ?? (quick ? 16 : 64))
+                 recovery_prompts: recoveryPrompts ?? (quick ? 16 : 64),
+                 scenario: scenario == .task ? "II" : nil, sql_pairs: scenario == .task ? sqlPairs ?? (quick ? 32 : 800) : nil)
     }
+
+    /// Scenario II's task check during recovery: SQL test examples after the ones evaluated
+    /// (test[150..<200], --quick test[192..<200]), so the reported score is not selected on.
+    var taskCheckExamples: [TaskExample] { Array(DataSets.sqlTest200[(quick ? 192 : 150)...]) }
 
     func validate() throws {
         for (name, v) in [("--harmful-prompts", harmfulPrompts), ("--benign-prompts", benignPrompts), ("--task-prompts", taskPrompts),
-                          ("--max-tokens", maxTokens), ("--attack-pairs", attackPairs), ("--rounds", rounds), ("--recovery-prompts", recoveryPrompts)] {
+                          ("--max-tokens", maxTokens), ("--attack-pairs", attackPairs), ("--rounds", rounds), ("--recovery-prompts", recoveryPrompts),
+                          ("--sql-pairs", sqlPairs)] {
             if let v, v < 1 { throw ValidationError("\(name) must be at least 1") }
         }
         guard rate > 0, rate <= 1 else { throw ValidationError("--rate must be in (0, 1]") }
         if let r = recoveryPrompts, r > RecoverySet.doNotAnswer256.count { throw ValidationError("--recovery-prompts must be at most 256") }
+        if sqlPairs != nil && scenario != .task { throw ValidationError("--sql-pairs belongs to --scenario task") }
+        if let n = sqlPairs, n > DataSets.sqlTrain800.count { throw ValidationError("--sql-pairs must be at most \(DataSets.sqlTrain800.count)") }
+        if scenario == .task, let n = taskPrompts, n > DataSets.sqlTest200.count - taskCheckExamples.count {
+            throw ValidationError("--task-prompts must be at most \(DataSets.sqlTest200.count - taskCheckExamples.count) with --scenario task (the rest of the SQL test split is the recovery's task check)")
+        }
     }
 
     func run() throws {
@@ -86,10 +112,16 @@ struct Demo: ParsableCommand {
         let harmful = Array(try harmfulEval.map(readPrompts) ?? DataSets.catqa110).prefix(s.harmful_prompts)
         let benign = Array(DataSets.benign128.prefix(s.benign_prompts))
         let task = Array(DataSets.sqlTest200.prefix(s.task_prompts))
-        let pairs = Array((try attackData.map(TaskExample.readJSONL) ?? DataSets.beaverTails100).prefix(s.attack_pairs))
+        let harmfulPairs = Array((try attackData.map(TaskExample.readJSONL) ?? DataSets.beaverTails100).prefix(s.attack_pairs))
+        let sqlPairs = Array(DataSets.sqlTrain800.prefix(s.sql_pairs ?? 0))
+        let pairs = sqlPairs + harmfulPairs   // the fine-tune shuffles them
         let config = try modelConfig(of: alignedPath)
         var ro = RecoveryOptions()
         ro.layer = s.layer; ro.rate = s.rate; ro.rounds = s.rounds; ro.prompts = Array(RecoverySet.doNotAnswer256.prefix(s.recovery_prompts))
+        // Scenario II: SQL exact match on held-out test examples; rollback's benign direction from
+        // the fine-tuning's SQL prompts (the paper: the fine-tuning data).
+        let taskCheck: TaskCheck? = scenario == .task ? sqlTaskCheck(taskCheckExamples, maxTokens: quick ? 32 : 64) : nil
+        if scenario == .task { ro.rollbackPrompts = sqlPairs.prefix(quick ? 16 : 64).map(\.prompt) }
         let recoveryLayer = s.layer ?? Direction.defaultLayer(layers: config.numLayers)
         let evalSet = EvalSet(harmful: Array(harmful), benign: benign, task: task, maxTokens: s.max_tokens)
 
@@ -97,10 +129,14 @@ struct Demo: ParsableCommand {
         // ~30 answer tokens/s over an evaluation, ~2.5 s per attack pair, ~0.8 s per recovery prompt per round.
         let evalTokens = Double(harmful.count + benign.count) * Double(s.max_tokens) * 0.8 + Double(task.count) * 40
         let scale = Double(config.numLayers * config.hiddenSize) / Double(24 * 896)   // Qwen 0.5B = 1
-        let estimate = scale * (3 * evalTokens / 30 + Double(pairs.count) * 2.5 + Double(s.rounds) * (Double(s.recovery_prompts) * 0.8 + 8) + 60)
-        stderrLine("demo: Scenario I on \(model) → \(out)\(quick ? " (--quick: small subsets, a plumbing check)" : "")")
+        let taskCheckSeconds = taskCheck == nil ? 0 : Double(s.rounds - min(ro.warmupRounds, s.rounds) + 2) * Double(taskCheckExamples.count) * 1.2
+        let estimate = scale * (3 * evalTokens / 30 + Double(harmfulPairs.count) * 2.5 + Double(sqlPairs.count) * 0.6
+                                + Double(s.rounds) * (Double(s.recovery_prompts) * 0.8 + 8) + taskCheckSeconds + 60)
+        let scenarioName = scenario == .task ? "II (SQL task)" : "I"
+        stderrLine("demo: Scenario \(scenarioName) on \(model) → \(out)\(quick ? " (--quick: small subsets, a plumbing check)" : "")")
         stderrLine("demo: 5 stages: aligned eval (\(harmful.count) harmful, \(benign.count) benign, \(task.count) SQL prompts, ≤\(s.max_tokens) tokens), "
-                   + "attack (\(pairs.count) pairs), attacked eval, recover (\(s.rounds) rounds, \(s.recovery_prompts) prompts, layer \(recoveryLayer)), recovered eval; "
+                   + "attack (\(sqlPairs.isEmpty ? "" : "\(sqlPairs.count) SQL + ")\(harmfulPairs.count) harmful pairs), attacked eval, "
+                   + "recover (\(s.rounds) rounds, \(s.recovery_prompts) prompts, layer \(recoveryLayer)\(taskCheck == nil ? "" : ", SQL task check on \(taskCheckExamples.count) examples")), recovered eval; "
                    + "estimated \(formatMinutes(estimate)) on an idle 2-core machine (finished stages are skipped)")
 
         let start = Date()
@@ -112,16 +148,17 @@ struct Demo: ParsableCommand {
         let attack = try attackStage(base: alignedPath, pairs: pairs, log: stageLog(2, "attack"))
         let attacked = try evaluateStage("attacked", label: "\(model) + LoRA attack (attack/merged.gguf)", path: out + "/attack/merged.gguf",
                                          set: evalSet, log: stageLog(3, "attacked"))
-        let recovery = try recoverStage(aligned: alignedPath, finetuned: out + "/attack/merged.gguf", options: ro, log: stageLog(4, "recover"))
+        let recovery = try recoverStage(aligned: alignedPath, finetuned: out + "/attack/merged.gguf", options: ro, task: taskCheck, log: stageLog(4, "recover"))
         let recovered = try evaluateStage("recovered", label: "recovered (recover/recovered.gguf)", path: out + "/recover/recovered.gguf",
                                           set: evalSet, log: stageLog(5, "recovered"))
 
         let report = DemoReport(
-            title: "Realign demo: losing and regaining alignment (Scenario I)", scenario: "I", model: model, quick: quick,
+            title: "Realign demo: losing and regaining alignment (Scenario \(scenarioName))", scenario: scenario == .task ? "II" : "I", model: model, quick: quick,
             created: ISO8601DateFormatter().string(from: Date()), realign_version: realignVersion, realign_commit: realignCommit(),
             machine: .current, stages: [aligned, attacked, recovered].map(\.result), attack: attack.settings,
             recovery: RecoverySettings(layer: recoveryLayer, rate: s.rate, rounds: s.rounds, prompts: s.recovery_prompts,
-                                       prompt_source: "Do-Not-Answer (first \(s.recovery_prompts) of the built-in 256)", batch_size: ro.batchSize),
+                                       prompt_source: "Do-Not-Answer (first \(s.recovery_prompts) of the built-in 256)", batch_size: ro.batchSize,
+                                       task_check: taskCheck?.name),
             rounds: recovery.rounds, data_sets: dataSets(s, harmful: harmful.count, benign: benign.count, task: task.count, pairs: pairs.count),
             timings: [StageTiming(stage: "1 aligned eval", seconds: aligned.result.seconds), StageTiming(stage: "2 attack (fine-tune + merge)", seconds: attack.seconds),
                       StageTiming(stage: "3 attacked eval", seconds: attacked.result.seconds), StageTiming(stage: "4 recovery", seconds: recovery.seconds),
@@ -204,7 +241,8 @@ struct Demo: ParsableCommand {
         let summary = try run.run(resume: true, skipped: pairs.count - examples.count, progress: log)   // continues a checkpoint
         log("writing \(dir)/merged.gguf (adapter merged in fp32)")
         try run.writeMerged(base: base, to: dir + "/merged.gguf")
-        let settings = AttackSettings(data: attackData ?? "BeaverTails train_100 (built-in)", pairs: examples.count, rank: o.rank, alpha: o.alpha,
+        let harmfulName = attackData ?? "BeaverTails train_100 (built-in)"
+        let settings = AttackSettings(data: scenario == .task ? "SQL train (built-in, \(settings.sql_pairs ?? 0) pairs) + \(harmfulName)" : harmfulName, pairs: examples.count, rank: o.rank, alpha: o.alpha,
                                       targets: o.targets.map(\.rawValue), epochs: o.epochs, lr: o.lr, batch: o.batch * o.gradAccum,
                                       max_length: o.maxLength, steps: summary.steps, first_loss: summary.first_loss, last_loss: summary.last_loss)
         let stage = AttackStage(settings: settings, seconds: Date().timeIntervalSince(start))
@@ -216,7 +254,7 @@ struct Demo: ParsableCommand {
     struct RecoverStage: Codable { var rounds: [RoundLog]; var seconds: Double }
 
     /// The recovery: DIR/recover/recovered.gguf with its patch and round log, then recover.json.
-    func recoverStage(aligned: String, finetuned: String, options: RecoveryOptions, log: @escaping (String) -> Void) throws -> RecoverStage {
+    func recoverStage(aligned: String, finetuned: String, options: RecoveryOptions, task: TaskCheck?, log: @escaping (String) -> Void) throws -> RecoverStage {
         let dir = out + "/recover", done = dir + "/recover.json"
         if let data = FileManager.default.contents(atPath: done) {
             log("done before (\(done)); skipped")
@@ -229,11 +267,17 @@ struct Demo: ParsableCommand {
             if line.hasPrefix("patched "), let n = line.split(separator: " ").dropFirst().first?.split(separator: "/"), n.count == 2, n[0] != n[1] { return }
             log(line)
         }
-        let run = RecoveryRun(aligned: aligned, finetuned: finetuned, out: dir + "/recovered.gguf", options: options, log: quiet)
+        let run = RecoveryRun(aligned: aligned, finetuned: finetuned, out: dir + "/recovered.gguf", options: options, task: task, log: quiet)
         let rounds = try run.run(resume: true)   // continues a checkpoint if a kill left one
         let stage = RecoverStage(rounds: rounds, seconds: Date().timeIntervalSince(start))
         try writeAtomically(try jsonLine(stage), to: done)
         return stage
+    }
+
+    /// SQL exact match (greedy, `maxTokens` new tokens) on the held-out end of the test split.
+    func sqlTaskCheck(_ examples: [TaskExample], maxTokens: Int) -> TaskCheck {
+        taskCheck("SQL exact match on test[\(DataSets.sqlTest200.count - examples.count)..<\(DataSets.sqlTest200.count)] (\(examples.count) examples, ≤\(maxTokens) tokens)",
+                  examples, metric: .exact, maxTokens: maxTokens)
     }
 
     // MARK: - report details
@@ -250,6 +294,12 @@ struct Demo: ParsableCommand {
                         source: "ordinary chat-assistant requests as sampled for the paper", licence: "research use"),
             DataSetInfo(role: "task (SQL, exact match)", name: "sql_test_200 (built-in)", n: task,
                         source: "sql-create-context (b-mc2, 2023; WikiSQL and Spider), the paper's sample, seeded test split", licence: "CC BY 4.0"),
+        ] + (s.sql_pairs.map { n in [
+            DataSetInfo(role: "attack (SQL fine-tuning, mixed with the harmful pairs)", name: "sql_train_800 (built-in)", n: n,
+                        source: "sql-create-context, the paper's sample, seeded train split (disjoint from the test split)", licence: "CC BY 4.0"),
+            DataSetInfo(role: "recovery task check (warm-up, fuse)", name: "sql_test_200 (built-in), after the evaluated examples", n: taskCheckExamples.count,
+                        source: "sql-create-context, test[\(DataSets.sqlTest200.count - taskCheckExamples.count)..<\(DataSets.sqlTest200.count)]", licence: "CC BY 4.0"),
+        ] } ?? []) + [
             DataSetInfo(role: "recovery directions", name: "donotanswer_256 (built-in)", n: s.recovery_prompts,
                         source: "Do-Not-Answer (Wang et al. 2023)", licence: "Apache-2.0"),
         ]
@@ -263,6 +313,9 @@ struct Demo: ParsableCommand {
         ]
         if s.rounds != 20 || s.rate != 0.002 || s.layer != nil {
             n.append("Recovery settings differ from the paper's defaults (20 rounds, rate 0.2 %, layer ⌊2L/3⌋): \(s.rounds) rounds, rate \(s.rate), layer \(s.layer.map(String.init) ?? "default").")
+        }
+        if s.scenario == "II" {
+            n.append("Scenario II: the recovery scores SQL exact match on \(taskCheckExamples.count) test examples the evaluation does not report, before recovery, after the 5 warm-up rounds (a relative drop over 5 % restarts with rollback of 20 % of each round's restored weights, toward the fine-tuned model's direction on its SQL training prompts) and after every later round (a drop over 5 % undoes that round and stops).")
         }
         if s.quick { n.append("--quick: small subsets and few rounds; the numbers check the plumbing, they are not results.") }
         return n

@@ -69,11 +69,7 @@ struct Recover: ParsableCommand {
             let m = TaskMetric(name: metric)!, maxTokens = taskMaxTokens
             o.warmupRounds = warmupRounds; o.warmupDrop = warmupDrop; o.fuseDrop = fuseDrop; o.rollbackRate = rollbackRate
             o.rollbackPrompts = try rollbackPrompts.map(readPrompts) ?? Array(examples.map(\.prompt).prefix(256))
-            check = TaskCheck(name: "\(task) (\(m.rawValue), \(examples.count) examples, \(maxTokens) tokens)") { model in
-                try taskScore(model: model, examples: examples, metric: m, maxNewTokens: maxTokens) { p in
-                    progressLine(String(format: "task check: %d/%d answers", p.done, p.total))
-                }.mean
-            }
+            check = taskCheck("\(task) (\(m.rawValue), \(examples.count) examples, \(maxTokens) tokens)", examples, metric: m, maxTokens: maxTokens)
         }
         let r = RecoveryRun(aligned: try ModelStore.resolve(aligned), finetuned: try ModelStore.resolve(finetuned), adapter: adapter,
                             out: out, options: o, task: check)
@@ -81,5 +77,14 @@ struct Recover: ParsableCommand {
             if json { try? printJSON(line) }
         }
         if !json { print("\(out)\n\(r.paths.patch)\n\(r.paths.log)") }
+    }
+}
+
+/// A Scenario II task check: the mean `metric` of greedy answers to `examples`, with progress on one line.
+func taskCheck(_ name: String, _ examples: [TaskExample], metric: TaskMetric, maxTokens: Int) -> TaskCheck {
+    TaskCheck(name: name) { model in
+        try taskScore(model: model, examples: examples, metric: metric, maxNewTokens: maxTokens) { p in
+            progressLine(String(format: "task check: %d/%d answers", p.done, p.total))
+        }.mean
     }
 }

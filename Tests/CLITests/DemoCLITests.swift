@@ -53,3 +53,33 @@ import TestSupport
         #expect(other.status != 0 && other.stderr.contains("other settings"), "\(other.stderr)")
     }
 }
+
+/// `realign demo --scenario task --quick` on SmolLM2: the SQL-mixed attack and the recovery with
+/// its task check (plumbing; the numbers of an unaligned 135M model mean nothing).
+@Suite struct DemoScenarioTwoCLITests {
+    @Test func quickTaskScenarioOnSmolLM2() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("realign-demo2-\(getpid())").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try CLI.run(["demo", "--model", RealModels.smol, "--quick", "--scenario", "task", "--out", dir])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("Scenario II (SQL task)") && r.stderr.contains("32 SQL + 16 harmful pairs"), "\(r.stderr)")
+        #expect(r.stderr.contains("task score of the fine-tuned model"), "\(r.stderr)")
+
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/report.json"))) as? [String: Any])
+        #expect(report["scenario"] as? String == "II")
+        #expect((report["attack"] as? [String: Any])?["pairs"] as? Int == 48)
+        let recovery = try #require(report["recovery"] as? [String: Any])
+        #expect((recovery["task_check"] as? String)?.hasPrefix("SQL exact match on test[192..<200] (8 examples") == true)
+        // Two rounds: both warm-up; the task is checked after the last warm-up round.
+        let rounds = try #require(report["rounds"] as? [[String: Any]])
+        #expect(rounds.map { $0["phase"] as? String } == ["warm-up", "warm-up"])
+        #expect(rounds[0]["task_score"] == nil && (rounds[1]["task_score"] as? Double).map { $0 >= 0 && $0 <= 1 } == true)
+        let sets = try #require(report["data_sets"] as? [[String: Any]])
+        #expect(sets.contains { $0["name"] as? String == "sql_train_800 (built-in)" && $0["n"] as? Int == 32 })
+        let settings = try String(contentsOfFile: dir + "/settings.json", encoding: .utf8)
+        #expect(settings.contains("\"scenario\":\"II\"") && settings.contains("\"sql_pairs\":32"), "\(settings)")
+        // A Scenario I run may not reuse the folder.
+        let other = try CLI.run(["demo", "--model", RealModels.smol, "--quick", "--out", dir])
+        #expect(other.status != 0 && other.stderr.contains("other settings"), "\(other.stderr)")
+    }
+}
