@@ -40,6 +40,14 @@ import Recovery
         #expect(train == DataSets.sqlTrain800 && test == DataSets.sqlTest200)
     }
 
+    /// The validation prompts that chose the demo's direction layer are CatQA prompts the demo never reports.
+    @Test func validationPromptsAreOutsideTheReportedSet() throws {
+        let val = try Self.prompts("eval/validation_catqa_100.jsonl").map(Self.norm)
+        #expect(val.count == 100 && Set(val).count == 100)
+        #expect(Set(val).isDisjoint(with: DataSets.catqa110.map(Self.norm)))
+        #expect(Set(val).isSubset(of: try Self.prompts("eval/catqa_543.jsonl").map(Self.norm)))
+    }
+
     @Test func builtInSetsAreTheFiles() throws {
         #expect(try Self.prompts("eval/catqa_110.jsonl") == DataSets.catqa110)
         #expect(try Self.prompts("eval/benign_128.jsonl") == DataSets.benign128)
