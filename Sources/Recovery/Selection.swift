@@ -161,8 +161,8 @@ func contiguousGroups(_ sizes: [Int], parts: Int) -> [Range<Int>] {
 /// cut, so the same result, without ever holding every candidate. Candidates are kept in a
 /// list that is cut back to the best k whenever it reaches 2k (histogram of the top 16 bits
 /// of |g| as in `greedySignTopK`, then a sort of one bucket); a candidate below the k-th best
-/// so far is dropped at once. Memory: at most 2k entries of 16 bytes (plus, while a block's
-/// tensors are scanned, up to 2k per worker).
+/// so far, or below its own tensor's k-th best, is never listed. Memory: at most 2k entries
+/// of 16 bytes, plus about k per worker while a block's tensors are scanned.
 public struct StreamingTopK {
     struct Entry { var bits: UInt32; var t: Int32; var i: UInt32; var value: Float }
     public let k: Int
@@ -180,9 +180,9 @@ public struct StreamingTopK {
                              readTarget: (String, UnsafeMutablePointer<Float>, Int) throws -> Void) throws {
         for (j, t) in tensors.enumerated() { names[firstIndex + j] = t.name }
         guard !tensors.isEmpty else { return }
-        let k = self.k, start = floor
-        // One tensor per worker at a time, each with its own list (cut at 2k as the main one),
-        // merged into the main list as soon as it is done (any order gives the same best k).
+        let k = self.k
+        // One tensor per worker at a time, each with its own list, merged into the main list as
+        // soon as it is done (any order gives the same best k).
         var merged = entries, mergedFloor = floor, mergedCount = candidates
         entries = []
         var errors = [Error?](repeating: nil, count: tensors.count)
@@ -196,14 +196,29 @@ public struct StreamingTopK {
                     if j >= tensors.count { return }
                     let t = tensors[j], n = t.current.count, a = target.ptr, w = t.current.ptr, g = t.gradient.ptr
                     do { try readTarget(t.name, a, n) } catch { errs[j] = error; continue }
-                    var list: [Entry] = [], count = 0, cut = start
-                    let number = Int32(firstIndex + j)
-                    for i in 0..<n where Double(w[i] - a[i]) * Double(g[i]) > 0 {   // the sign rule of greedySignTopK
-                        count += 1
-                        let bits = g[i].magnitude.bitPattern
-                        guard bits >= cut, k > 0 else { continue }
-                        list.append(Entry(bits: bits, t: number, i: UInt32(i), value: a[i]))
-                        if list.count >= 2 * k { cut = max(cut, StreamingTopK.cut(&list, to: k)) }
+                    // Pass 1: a histogram of candidate |g| gives the bucket of this tensor's k-th
+                    // best; pass 2 keeps what is in or above it and not below the best k so far.
+                    var hist = [Int](repeating: 0, count: 1 << 16), count = 0
+                    hist.withUnsafeMutableBufferPointer { h in
+                        for i in 0..<n where Double(w[i] - a[i]) * Double(g[i]) > 0 {   // the sign rule of greedySignTopK
+                            count += 1
+                            h[Int(g[i].magnitude.bitPattern >> 16)] += 1
+                        }
+                    }
+                    var bucket = hist.count - 1, above = 0
+                    while bucket > 0 && above + hist[bucket] < k { above += hist[bucket]; bucket -= 1 }
+                    lock.lock(); let best = mergedFloor; lock.unlock()
+                    let cut = max(best, UInt32(bucket) << 16)
+                    var list: [Entry] = []
+                    if k > 0 {
+                        list.reserveCapacity(min(count, above + hist[bucket]))
+                        let number = Int32(firstIndex + j)
+                        for i in 0..<n {
+                            let bits = g[i].magnitude.bitPattern
+                            if bits >= cut && Double(w[i] - a[i]) * Double(g[i]) > 0 {
+                                list.append(Entry(bits: bits, t: number, i: UInt32(i), value: a[i]))
+                            }
+                        }
                     }
                     lock.lock()
                     mergedCount += count
