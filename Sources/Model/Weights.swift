@@ -107,7 +107,11 @@ extension ModelWeights {
     /// all a recovery needs, and the rest of a large model then never takes memory.
     public static func load(config: ModelConfig, from src: ParameterSource, blocks: Int? = nil) throws -> ModelWeights {
         let c = config
-        func get(_ name: String, _ shape: [Int]) throws -> FloatBuffer { try read(name, shape, from: src, config: c) }
+        // (each tensor's mapped pages are dropped once it is in fp32: they would double the resident size)
+        func get(_ name: String, _ shape: [Int]) throws -> FloatBuffer {
+            defer { src.releasePages(name) }
+            return try read(name, shape, from: src, config: c)
+        }
         let n = min(blocks ?? c.numLayers, c.numLayers)
         let layers = try (0..<n).map { try LayerWeights.make($0, config: c, get) }
         let embed = try get("model.embed_tokens.weight", [c.vocabSize, c.hiddenSize])
@@ -119,11 +123,11 @@ extension ModelWeights {
                             finalNorm: try get("model.norm.weight", [c.hiddenSize]), output: output)
     }
 
-    /// Block `i` alone, checked as `load` checks it. With `releasePages`, each tensor's mapped
-    /// pages are dropped after reading (layer-major passes over a model larger than memory).
-    public static func loadBlock(_ i: Int, config c: ModelConfig, from src: ParameterSource, releasePages: Bool = false) throws -> LayerWeights {
+    /// Block `i` alone, checked as `load` checks it; each tensor's mapped pages are dropped
+    /// after reading (layer-major passes over a model larger than memory).
+    public static func loadBlock(_ i: Int, config c: ModelConfig, from src: ParameterSource) throws -> LayerWeights {
         try LayerWeights.make(i, config: c) { name, shape in
-            defer { if releasePages { src.releasePages(name) } }
+            defer { src.releasePages(name) }
             return try read(name, shape, from: src, config: c)
         }
     }

@@ -28,7 +28,7 @@ extension RecoveryRun {
             let ids = try options.prompts.map { try a.chat.promptIds($0) }
             log("aligned direction (layer-major): layer \(layer), \(ids.count) prompts")
             return try a.decoder.streamedMeanLastTokenState(ids, layer: layer, batchSize: options.passSize) {
-                try ModelWeights.loadBlock($0, config: a.config, from: alignedSource, releasePages: true)
+                try ModelWeights.loadBlock($0, config: a.config, from: alignedSource)
             }
         }()
         log(String(format: "aligned direction done in %.1f s", Date().timeIntervalSince(t0)))
@@ -41,7 +41,7 @@ extension RecoveryRun {
         func currentBlock(_ i: Int, _ p: SparsePatch) throws -> LayerWeights {
             let t = Date()
             defer { loadSeconds += Date().timeIntervalSince(t) }
-            return try ModelWeights.loadBlock(i, config: c, from: PatchedParameters(finetunedSource, p), releasePages: true)
+            return try ModelWeights.loadBlock(i, config: c, from: PatchedParameters(finetunedSource, p))
         }
         let eligibleSpecs = c.layerSpecs(0).filter { !$0.hfName.hasSuffix("norm.weight") }
         let perBlock = eligibleSpecs.count

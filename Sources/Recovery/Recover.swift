@@ -257,7 +257,10 @@ public final class RecoveryRun {
             if !rounds.isEmpty && rounds[rounds.count - 1].cosine_after == nil { rounds[rounds.count - 1].cosine_after = cos }
             let fb = Date().timeIntervalSince(t)
             t = Date()
-            let sel = try greedySignTopK(tensors, k: k) { name, dst, n in try alignedSource.read(name, into: dst, count: n) }
+            let sel = try greedySignTopK(tensors, k: k) { name, dst, n in
+                try alignedSource.read(name, into: dst, count: n)
+                alignedSource.releasePages(name)   // (mapped pages would stay resident)
+            }
             var perLayer: [String: Int] = [:], perModule: [String: Int] = [:]
             for r in sel.restores {
                 try patch.add(r.name, shape: try alignedSource.shape(r.name), indices: r.indices, values: r.values)
@@ -281,7 +284,10 @@ public final class RecoveryRun {
                 let restoredHere = Dictionary(uniqueKeysWithValues: sel.restores.map { ($0.name, $0.indices) })
                 let within = tensors.map { restoredHere[$0.name] ?? [] }
                 let kBack = Int((options.rollbackRate * Double(sel.selected)).rounded())
-                let back = try greedySignTopK(tensors, k: kBack, within: within) { name, dst, n in try finetunedSource.read(name, into: dst, count: n) }
+                let back = try greedySignTopK(tensors, k: kBack, within: within) { name, dst, n in
+                    try finetunedSource.read(name, into: dst, count: n)
+                    finetunedSource.releasePages(name)
+                }
                 for r in back.restores { patch.remove(r.name, indices: r.indices) }
                 entry.rolled_back = back.selected
                 entry.seconds_rollback = Date().timeIntervalSince(t)

@@ -198,12 +198,15 @@ public struct StreamingTopK {
                     do { try readTarget(t.name, a, n) } catch { errs[j] = error; continue }
                     // Pass 1: a histogram of candidate |g| gives the bucket of this tensor's k-th
                     // best; pass 2 keeps what is in or above it and not below the best k so far.
-                    var hist = [Int](repeating: 0, count: 1 << 16), count = 0
-                    hist.withUnsafeMutableBufferPointer { h in
-                        for i in 0..<n where Double(w[i] - a[i]) * Double(g[i]) > 0 {   // the sign rule of greedySignTopK
-                            count += 1
-                            h[Int(g[i].magnitude.bitPattern >> 16)] += 1
+                    var hist = [Int](repeating: 0, count: 1 << 16)
+                    let count = hist.withUnsafeMutableBufferPointer { h -> Int in
+                        var count = 0
+                        for i in 0..<n {   // the sign rule of greedySignTopK
+                            let pass = Double(w[i] - a[i]) * Double(g[i]) > 0
+                            count += pass ? 1 : 0
+                            h[Int(g[i].magnitude.bitPattern >> 16)] += pass ? 1 : 0
                         }
+                        return count
                     }
                     var bucket = hist.count - 1, above = 0
                     while bucket > 0 && above + hist[bucket] < k { above += hist[bucket]; bucket -= 1 }
