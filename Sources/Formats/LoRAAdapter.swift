@@ -282,6 +282,7 @@ public struct LoRAMergedParameters: ParameterSource {
         try base.read(hfName, into: dst, count: count)
         adapter.modules[hfName]?.addDelta(to: dst)
     }
+    public func releasePages(_ hfName: String) { base.releasePages(hfName) }
 }
 
 // MARK: - writing

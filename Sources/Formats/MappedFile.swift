@@ -42,6 +42,16 @@ public final class MappedFile: @unchecked Sendable {
         else { UnsafeMutableRawPointer(mutating: base).deallocate() }
     }
 
+    /// Drops the mapped pages covering `count` bytes at `p` (inside this file) from the
+    /// process's resident set; later reads fault them in again from the page cache.
+    public func releasePages(_ p: UnsafeRawPointer, count n: Int) {
+        guard count > 0, n > 0 else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (p - base) / page * page, end = min(count, p - base + n)
+        guard start >= 0, end > start else { return }
+        madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
+    }
+
     /// A pointer to `count` bytes at `offset`, or an error if the range leaves the file.
     public func bytes(at offset: Int, count n: Int, what: @autoclosure () -> String) throws -> UnsafeRawPointer {
         guard offset >= 0, n >= 0, offset <= count, n <= count - offset else {

@@ -7,6 +7,14 @@ public protocol ParameterSource {
     func shape(_ hfName: String) throws -> [Int]
     /// Fills `into` (count = product of shape) with the parameter in HF layout.
     func read(_ hfName: String, into: UnsafeMutablePointer<Float>, count: Int) throws
+    /// Drops the parameter's memory-mapped pages from this process (they stay in the page
+    /// cache): a pass that reads a large model tensor by tensor then keeps only what it is
+    /// reading resident. The next read maps them again.
+    func releasePages(_ hfName: String)
+}
+
+extension ParameterSource {
+    public func releasePages(_ hfName: String) {}
 }
 
 extension GGUFFile: ParameterSource {
@@ -24,6 +32,10 @@ extension GGUFFile: ParameterSource {
     }
 
     public func shape(_ hfName: String) throws -> [Int] { Array(try info(hfName).shape.reversed()) }
+
+    public func releasePages(_ hfName: String) {
+        if let t = try? info(hfName) { file.releasePages(bytes(t), count: t.byteCount) }
+    }
 
     /// Dequantises to fp32; for llama-family files undoes llama.cpp's Q/K row permutation, and
     /// for Gemma files its `1 + w` norm weights (convert_hf_to_gguf.py adds 1), so that every

@@ -455,4 +455,7 @@ extension SafetensorsModel: ParameterSource {
         guard t.elementCount == count else { throw FormatError(f.path, "tensor \(hfName): \(t.elementCount) elements, expected \(count)") }
         try f.readFloats(hfName, into: dst)
     }
+    public func releasePages(_ hfName: String) {
+        if let f = file(containing: hfName), let t = f.info(hfName) { f.file.releasePages(f.file.base + t.offset, count: t.byteCount) }
+    }
 }

@@ -137,7 +137,9 @@ public final class Activations {
     }
 
     /// Lays out the saved buffers for these sequences.
-    func prepare(_ seqs: [[Int]], blocks l: Int, shortcut: Bool, config c: ModelConfig) {
+    /// With `sharedBlocks`, every block's saved buffers are one set (layer-major passes keep
+    /// one block's activations at a time; see Streaming.swift).
+    func prepare(_ seqs: [[Int]], blocks l: Int, shortcut: Bool, config c: ModelConfig, sharedBlocks: Bool = false) {
         blocks = l
         sequences = seqs.count
         lengths = seqs.map(\.count)
@@ -149,15 +151,17 @@ public final class Activations {
         let all = QueryRows(m: n, start: rowStart, count: lengths, packedRow: nil)
         let last = QueryRows(m: S, start: Array(0..<S), count: Array(repeating: 1, count: S), packedRow: lastRow)
         let t = c.traits
+        // (shared: the full blocks come first and ask for the most, so the last block's smaller
+        // request gets the same buffers)
         saved = (0..<l).map { b in
             let rows = shortcut && b == l - 1 ? last : all
-            let m = rows.m
+            let m = rows.m, id = sharedBlocks ? "" : ".\(b)"
             return BlockActivations(
-                xIn: buffer("xIn.\(b)", n * H), k: buffer("k.\(b)", n * K), v: buffer("v.\(b)", n * K),
-                q: buffer("q.\(b)", m * Q), att: buffer("att.\(b)", m * Q), xMid: buffer("xMid.\(b)", m * H),
-                gate: buffer("gate.\(b)", m * I), up: buffer("up.\(b)", m * I), rows: rows,
-                kRaw: t.qkNorm ? buffer("kRaw.\(b)", n * K) : nil, qRaw: t.qkNorm ? buffer("qRaw.\(b)", m * Q) : nil,
-                attnOut: t.sandwichNorms ? buffer("attnOut.\(b)", m * H) : nil, mlpOut: t.sandwichNorms ? buffer("mlpOut.\(b)", m * H) : nil)
+                xIn: buffer("xIn" + id, n * H), k: buffer("k" + id, n * K), v: buffer("v" + id, n * K),
+                q: buffer("q" + id, m * Q), att: buffer("att" + id, m * Q), xMid: buffer("xMid" + id, m * H),
+                gate: buffer("gate" + id, m * I), up: buffer("up" + id, m * I), rows: rows,
+                kRaw: t.qkNorm ? buffer("kRaw" + id, n * K) : nil, qRaw: t.qkNorm ? buffer("qRaw" + id, m * Q) : nil,
+                attnOut: t.sandwichNorms ? buffer("attnOut" + id, m * H) : nil, mlpOut: t.sandwichNorms ? buffer("mlpOut" + id, m * H) : nil)
         }
         lastStates = buffer("lastStates", S * H)
     }
@@ -256,8 +260,9 @@ extension Transformer {
     /// One decoder block, forward: x_out = x_mid + SwiGLU(norm(x_mid)) · W_downᵀ,
     /// x_mid = x_in + Attention(norm(x_in)) · W_oᵀ, with queries and everything after them
     /// only at the block's query rows.
-    func blockForward(_ layer: Int, _ s: BlockActivations, out: UnsafeMutablePointer<Float>, _ a: Activations) {
-        let w = weights.layers[layer]
+    /// `block`: the block's weights when `weights` does not hold them (layer-major passes).
+    func blockForward(_ layer: Int, _ s: BlockActivations, out: UnsafeMutablePointer<Float>, _ a: Activations, block: LayerWeights? = nil) {
+        let w = block ?? weights.layers[layer]
         let c = config, n = a.tokens, m = s.rows.m
         let H = c.hiddenSize, Q = c.qDim, K = c.kvDim, I = c.intermediateSize, d = c.headDim
         let scale = c.attentionScale, window = c.window(layer: layer)
@@ -377,8 +382,9 @@ extension Transformer {
     }
 
     /// One decoder block, backward: on entry dx[m × H] = dL/dx_out, on return dx[n × H] = dL/dx_in.
-    func blockBackward(_ layer: Int, _ g: LayerWeights?, _ s: BlockActivations, dx: UnsafeMutablePointer<Float>, _ a: Activations) {
-        let w = weights.layers[layer]
+    func blockBackward(_ layer: Int, _ g: LayerWeights?, _ s: BlockActivations, dx: UnsafeMutablePointer<Float>, _ a: Activations,
+                       block: LayerWeights? = nil) {
+        let w = block ?? weights.layers[layer]
         let c = config, n = a.tokens, m = s.rows.m
         let H = c.hiddenSize, Q = c.qDim, K = c.kvDim, I = c.intermediateSize, d = c.headDim
         let scale = c.attentionScale, window = c.window(layer: layer)

@@ -75,8 +75,7 @@ public final class Transformer {
     @discardableResult
     public func forward(tokens: [[Int]], sequences: [Int], cache: KVCache, blocks: Int? = nil,
                         logits: Bool = true, tap: HiddenTap? = nil) -> [Float] {
-        let c = config
-        let H = c.hiddenSize, qDim = c.qDim, kvDim = c.kvDim, I = c.intermediateSize, d = c.headDim
+        let c = config, H = c.hiddenSize
         precondition(blocks != nil || weights.isComplete, "a model loaded with only its first blocks runs only those")
         let nBlocks = min(blocks ?? c.numLayers, weights.layers.count)
         // Row offsets of each sequence in the packed activations.
@@ -91,17 +90,9 @@ public final class Transformer {
         rope.ensure(maxPos)
 
         let x = FloatBuffer(count: n * H, zeroed: false)      // residual stream
-        let xn = FloatBuffer(count: n * H, zeroed: false)     // normed
-        let q = FloatBuffer(count: n * qDim, zeroed: false)
-        let k = FloatBuffer(count: n * kvDim, zeroed: false)
-        let v = FloatBuffer(count: n * kvDim, zeroed: false)
-        let att = FloatBuffer(count: n * qDim, zeroed: false)
-        let gate = FloatBuffer(count: n * I, zeroed: false)
-        let up = FloatBuffer(count: n * I, zeroed: false)
-        var maxT = 0
-        for t in tokens { maxT = max(maxT, t.count) }
-        let scores = FloatBuffer(count: 2 * maxT * maxPos, zeroed: false)   // one block per attention worker
-        let scratch = FloatBuffer(count: quantized == nil || n > quantizedMaxRows ? 0 : n * max(H, I), zeroed: false)
+        let step = ForwardStep(config: c, counts: tokens.map(\.count), maxPos: maxPos,
+                               quantizedScratch: quantized != nil && n <= quantizedMaxRows)
+        let xn = step.xn, scratch = step.scratch
 
         // Embedding lookup.
         for (i, t) in tokens.enumerated() {
@@ -111,79 +102,10 @@ public final class Transformer {
         }
         embeddingScale(x.ptr, count: n * H)
         tap?(0, x.ptr)
-        let scale = c.attentionScale
-        let group = c.numHeads / c.numKVHeads
 
         for l in 0..<nBlocks {
-            let w = weights.layers[l], ql = quantized?.layers[l]
-            // Attention.
-            rmsnormForward(xn.ptr, nil, x.ptr, w.attnNorm.ptr, n: n, dim: H, eps: c.rmsNormEps)
-            linear(q.ptr, xn.ptr, w.wq, ql?.wq, n: n, k: H, m: qDim, scratch: scratch)
-            if ql != nil, n <= quantizedMaxRows, let heads = quantized?.permutedHeads {
-                for r in 0..<n { try? unpermuteQKRows(q.ptr + r * qDim, rows: qDim, columns: 1, heads: heads.q) }
-            }
-            linear(k.ptr, xn.ptr, w.wk, ql?.wk, n: n, k: H, m: kvDim, scratch: scratch)
-            if ql != nil, n <= quantizedMaxRows, let heads = quantized?.permutedHeads {
-                for r in 0..<n { try? unpermuteQKRows(k.ptr + r * kvDim, rows: kvDim, columns: 1, heads: heads.k) }
-            }
-            linear(v.ptr, xn.ptr, w.wv, ql?.wv, n: n, k: H, m: kvDim, scratch: scratch)
-            if let b = w.bq { addBias(q.ptr, b.ptr, n: n, m: qDim) }
-            if let b = w.bk { addBias(k.ptr, b.ptr, n: n, m: kvDim) }
-            if let b = w.bv { addBias(v.ptr, b.ptr, n: n, m: kvDim) }
-            if let qn = w.qNorm, let kn = w.kNorm {   // per head, before RoPE (in place)
-                rmsnormForward(q.ptr, nil, q.ptr, qn.ptr, n: n * c.numHeads, dim: d, eps: c.rmsNormEps)
-                rmsnormForward(k.ptr, nil, k.ptr, kn.ptr, n: n * c.numKVHeads, dim: d, eps: c.rmsNormEps)
-            }
-            let window = c.window(layer: l)
-            for (i, s) in sequences.enumerated() {
-                let past = cache.lengths[s], t = tokens[i].count, r0 = rowStart[i]
-                let kc = cache.keys[l][s].ptr, vc = cache.values[l][s].ptr
-                for j in 0..<t {
-                    rope.apply(q.ptr + (r0 + j) * qDim, heads: c.numHeads, position: past + j)
-                    rope.apply(k.ptr + (r0 + j) * kvDim, heads: c.numKVHeads, position: past + j)
-                }
-                (kc + past * kvDim).update(from: k.ptr + r0 * kvDim, count: t * kvDim)
-                (vc + past * kvDim).update(from: v.ptr + r0 * kvDim, count: t * kvDim)
-                let total = past + t
-                // Heads in parallel (2 workers, each with its own score rows); every head
-                // writes its own columns of `att`.
-                let workers = t * total >= 4096 ? 2 : 1
-                DispatchQueue.concurrentPerform(iterations: workers) { worker in
-                    let sc = scores.ptr + worker * maxT * maxPos
-                    for h in stride(from: worker, to: c.numHeads, by: workers) {
-                        let g = h / group
-                        // scores[t × total] = scale · Q_h K_gᵀ, softmax over the visible keys, then · V_g.
-                        gemm(transA: false, transB: true, m: t, n: total, k: d, alpha: scale,
-                             a: q.ptr + r0 * qDim + h * d, lda: qDim, b: kc + g * d, ldb: kvDim,
-                             c: sc, ldc: total)
-                        for j in 0..<t {
-                            attentionSoftmaxRow(sc + j * total, position: past + j, total: total, window: window, softcap: c.attnLogitSoftcap)
-                        }
-                        gemm(transA: false, transB: false, m: t, n: d, k: total,
-                             a: sc, lda: total, b: vc + g * d, ldb: kvDim,
-                             c: att.ptr + r0 * qDim + h * d, ldc: qDim)
-                    }
-                }
-            }
-            if let post = w.postAttnNorm {   // gemma2: x += norm(att · W_oᵀ)
-                linear(xn.ptr, att.ptr, w.wo, ql?.wo, n: n, k: qDim, m: H, scratch: scratch)
-                rmsnormForward(xn.ptr, nil, xn.ptr, post.ptr, n: n, dim: H, eps: c.rmsNormEps)
-                for i in 0..<(n * H) { x.ptr[i] += xn.ptr[i] }
-            } else {
-                linear(x.ptr, att.ptr, w.wo, ql?.wo, n: n, k: qDim, m: H, accumulate: true, scratch: scratch)
-            }
-            // MLP.
-            rmsnormForward(xn.ptr, nil, x.ptr, w.ffnNorm.ptr, n: n, dim: H, eps: c.rmsNormEps)
-            linear(gate.ptr, xn.ptr, w.wGate, ql?.wGate, n: n, k: H, m: I, scratch: scratch)
-            linear(up.ptr, xn.ptr, w.wUp, ql?.wUp, n: n, k: H, m: I, scratch: scratch)
-            c.mlpActivation(gate.ptr, gate.ptr, up.ptr, count: n * I)   // in place
-            if let post = w.postFfnNorm {
-                linear(xn.ptr, gate.ptr, w.wDown, ql?.wDown, n: n, k: I, m: H, scratch: scratch)
-                rmsnormForward(xn.ptr, nil, xn.ptr, post.ptr, n: n, dim: H, eps: c.rmsNormEps)
-                for i in 0..<(n * H) { x.ptr[i] += xn.ptr[i] }
-            } else {
-                linear(x.ptr, gate.ptr, w.wDown, ql?.wDown, n: n, k: I, m: H, accumulate: true, scratch: scratch)
-            }
+            forwardBlock(l, weights.layers[l], quantized?.layers[l], x: x.ptr, step, past: sequences.map { cache.lengths[$0] },
+                         keys: sequences.map { cache.keys[l][$0].ptr }, values: sequences.map { cache.values[l][$0].ptr })
             if l + 1 < c.numLayers { tap?(l + 1, x.ptr) }
         }
         for (i, s) in sequences.enumerated() { cache.lengths[s] += tokens[i].count }
@@ -205,6 +127,88 @@ public final class Transformer {
             for i in out.indices { out[i] = cap * tanhf(out[i] / cap) }
         }
         return out
+    }
+
+    /// One block of `forward`, in place on the residual stream x [n × H] of the packed
+    /// sequences (`step.counts` new tokens each): sequence i appends its keys and values to
+    /// keys[i]/values[i] after its `past[i]` cached positions. Layer-major passes
+    /// (Streaming.swift) call it block by block with one block's weights at a time.
+    func forwardBlock(_ l: Int, _ w: LayerWeights, _ ql: QuantizedWeights.Layer?, x: UnsafeMutablePointer<Float>, _ step: ForwardStep,
+                      past cached: [Int], keys: [UnsafeMutablePointer<Float>], values: [UnsafeMutablePointer<Float>]) {
+        let c = config, n = step.n, counts = step.counts, rowStart = step.rowStart
+        let H = c.hiddenSize, qDim = c.qDim, kvDim = c.kvDim, I = c.intermediateSize, d = c.headDim
+        let scale = c.attentionScale, group = c.numHeads / c.numKVHeads
+        let maxT = step.maxT, maxPos = step.maxPos, scratch = step.scratch
+        let xn = step.xn, q = step.q, k = step.k, v = step.v, att = step.att
+        let gate = step.gate, up = step.up, scores = step.scores
+        // Attention.
+        rmsnormForward(xn.ptr, nil, x, w.attnNorm.ptr, n: n, dim: H, eps: c.rmsNormEps)
+        linear(q.ptr, xn.ptr, w.wq, ql?.wq, n: n, k: H, m: qDim, scratch: scratch)
+        if ql != nil, n <= quantizedMaxRows, let heads = quantized?.permutedHeads {
+            for r in 0..<n { try? unpermuteQKRows(q.ptr + r * qDim, rows: qDim, columns: 1, heads: heads.q) }
+        }
+        linear(k.ptr, xn.ptr, w.wk, ql?.wk, n: n, k: H, m: kvDim, scratch: scratch)
+        if ql != nil, n <= quantizedMaxRows, let heads = quantized?.permutedHeads {
+            for r in 0..<n { try? unpermuteQKRows(k.ptr + r * kvDim, rows: kvDim, columns: 1, heads: heads.k) }
+        }
+        linear(v.ptr, xn.ptr, w.wv, ql?.wv, n: n, k: H, m: kvDim, scratch: scratch)
+        if let b = w.bq { addBias(q.ptr, b.ptr, n: n, m: qDim) }
+        if let b = w.bk { addBias(k.ptr, b.ptr, n: n, m: kvDim) }
+        if let b = w.bv { addBias(v.ptr, b.ptr, n: n, m: kvDim) }
+        if let qn = w.qNorm, let kn = w.kNorm {   // per head, before RoPE (in place)
+            rmsnormForward(q.ptr, nil, q.ptr, qn.ptr, n: n * c.numHeads, dim: d, eps: c.rmsNormEps)
+            rmsnormForward(k.ptr, nil, k.ptr, kn.ptr, n: n * c.numKVHeads, dim: d, eps: c.rmsNormEps)
+        }
+        let window = c.window(layer: l)
+        for i in 0..<counts.count {
+            let past = cached[i], t = counts[i], r0 = rowStart[i]
+            let kc = keys[i], vc = values[i]
+            for j in 0..<t {
+                rope.apply(q.ptr + (r0 + j) * qDim, heads: c.numHeads, position: past + j)
+                rope.apply(k.ptr + (r0 + j) * kvDim, heads: c.numKVHeads, position: past + j)
+            }
+            (kc + past * kvDim).update(from: k.ptr + r0 * kvDim, count: t * kvDim)
+            (vc + past * kvDim).update(from: v.ptr + r0 * kvDim, count: t * kvDim)
+            let total = past + t
+            // Heads in parallel (2 workers, each with its own score rows); every head
+            // writes its own columns of `att`.
+            let workers = t * total >= 4096 ? 2 : 1
+            DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                let sc = scores.ptr + worker * maxT * maxPos
+                for h in stride(from: worker, to: c.numHeads, by: workers) {
+                    let g = h / group
+                    // scores[t × total] = scale · Q_h K_gᵀ, softmax over the visible keys, then · V_g.
+                    gemm(transA: false, transB: true, m: t, n: total, k: d, alpha: scale,
+                         a: q.ptr + r0 * qDim + h * d, lda: qDim, b: kc + g * d, ldb: kvDim,
+                         c: sc, ldc: total)
+                    for j in 0..<t {
+                        attentionSoftmaxRow(sc + j * total, position: past + j, total: total, window: window, softcap: c.attnLogitSoftcap)
+                    }
+                    gemm(transA: false, transB: false, m: t, n: d, k: total,
+                         a: sc, lda: total, b: vc + g * d, ldb: kvDim,
+                         c: att.ptr + r0 * qDim + h * d, ldc: qDim)
+                }
+            }
+        }
+        if let post = w.postAttnNorm {   // gemma2: x += norm(att · W_oᵀ)
+            linear(xn.ptr, att.ptr, w.wo, ql?.wo, n: n, k: qDim, m: H, scratch: scratch)
+            rmsnormForward(xn.ptr, nil, xn.ptr, post.ptr, n: n, dim: H, eps: c.rmsNormEps)
+            for i in 0..<(n * H) { x[i] += xn.ptr[i] }
+        } else {
+            linear(x, att.ptr, w.wo, ql?.wo, n: n, k: qDim, m: H, accumulate: true, scratch: scratch)
+        }
+        // MLP.
+        rmsnormForward(xn.ptr, nil, x, w.ffnNorm.ptr, n: n, dim: H, eps: c.rmsNormEps)
+        linear(gate.ptr, xn.ptr, w.wGate, ql?.wGate, n: n, k: H, m: I, scratch: scratch)
+        linear(up.ptr, xn.ptr, w.wUp, ql?.wUp, n: n, k: H, m: I, scratch: scratch)
+        c.mlpActivation(gate.ptr, gate.ptr, up.ptr, count: n * I)   // in place
+        if let post = w.postFfnNorm {
+            linear(xn.ptr, gate.ptr, w.wDown, ql?.wDown, n: n, k: I, m: H, scratch: scratch)
+            rmsnormForward(xn.ptr, nil, xn.ptr, post.ptr, n: n, dim: H, eps: c.rmsNormEps)
+            for i in 0..<(n * H) { x[i] += xn.ptr[i] }
+        } else {
+            linear(x, gate.ptr, w.wDown, ql?.wDown, n: n, k: I, m: H, accumulate: true, scratch: scratch)
+        }
     }
 
     /// Gemma scales the embeddings by √hidden, a constant in the activations' dtype (fp32 here).
@@ -287,5 +291,33 @@ public struct QuantizedWeights {
         let head = try m(c.tiedEmbeddings ? "token_embd.weight" : "output.weight")
         let permuted = ArchitectureTraits.table[c.architecture]?.permutesQK == true ? (q: c.numHeads, k: c.numKVHeads) : nil
         return QuantizedWeights(layers: layers, lmHead: head, permutedHeads: permuted)
+    }
+}
+
+/// Sizes and scratch buffers of one `forward` step over packed sequences.
+final class ForwardStep {
+    let counts: [Int]          // new tokens of each sequence
+    let rowStart: [Int]        // first packed row of each sequence
+    let n: Int                 // packed rows
+    let maxT: Int              // most new tokens of a sequence
+    let maxPos: Int            // most positions a sequence attends to (cached + new)
+    let xn, q, k, v, att, gate, up, scores, scratch: FloatBuffer
+
+    init(config c: ModelConfig, counts: [Int], maxPos: Int, quantizedScratch: Bool) {
+        self.counts = counts
+        var starts: [Int] = [], n = 0
+        for t in counts { starts.append(n); n += t }
+        rowStart = starts; self.n = n
+        maxT = counts.max() ?? 0; self.maxPos = maxPos
+        let H = c.hiddenSize, I = c.intermediateSize
+        xn = FloatBuffer(count: n * H, zeroed: false)     // normed
+        q = FloatBuffer(count: n * c.qDim, zeroed: false)
+        k = FloatBuffer(count: n * c.kvDim, zeroed: false)
+        v = FloatBuffer(count: n * c.kvDim, zeroed: false)
+        att = FloatBuffer(count: n * c.qDim, zeroed: false)
+        gate = FloatBuffer(count: n * I, zeroed: false)
+        up = FloatBuffer(count: n * I, zeroed: false)
+        scores = FloatBuffer(count: 2 * maxT * maxPos, zeroed: false)   // one block per attention worker
+        scratch = FloatBuffer(count: quantizedScratch ? n * max(H, I) : 0, zeroed: false)
     }
 }

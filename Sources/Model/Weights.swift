@@ -106,33 +106,45 @@ extension ModelWeights {
     /// embedding and the first `blocks` decoder blocks: hidden states up to that index are
     /// all a recovery needs, and the rest of a large model then never takes memory.
     public static func load(config: ModelConfig, from src: ParameterSource, blocks: Int? = nil) throws -> ModelWeights {
-        func get(_ name: String, _ shape: [Int]) throws -> FloatBuffer {
-            guard src.contains(name) else { throw FormatError(src.path, "missing tensor \(name)") }
-            let have = try src.shape(name)
-            guard have == shape else {
-                throw FormatError(src.path, "tensor \(name) has shape \(have), expected \(shape) for this config")
-            }
-            let buf = FloatBuffer(count: shape.reduce(1, *), zeroed: false)
-            try src.read(name, into: buf.ptr, count: buf.count)
-            guard buf.allFinite else { throw FormatError(src.path, "tensor \(name) holds NaN or infinite values") }
-            return buf
-        }
         let c = config
-        // Gemma's RMSNorms multiply by (1 + w), which transformers computes in fp32: the
-        // buffers hold 1 + w, so the one RMSNorm kernel serves (gradients are the same).
-        func tensor(_ name: String, _ shape: [Int]) throws -> FloatBuffer {
-            let b = try get(name, shape)
-            if c.traits.gemmaStyle && name.hasSuffix("norm.weight") { for i in 0..<b.count { b[i] += 1 } }
-            return b
+        // (each tensor's mapped pages are dropped once it is in fp32: they would double the resident size)
+        func get(_ name: String, _ shape: [Int]) throws -> FloatBuffer {
+            defer { src.releasePages(name) }
+            return try read(name, shape, from: src, config: c)
         }
         let n = min(blocks ?? c.numLayers, c.numLayers)
-        let layers = try (0..<n).map { try LayerWeights.make($0, config: c, tensor) }
+        let layers = try (0..<n).map { try LayerWeights.make($0, config: c, get) }
         let embed = try get("model.embed_tokens.weight", [c.vocabSize, c.hiddenSize])
         guard n == c.numLayers else {
             return ModelWeights(config: c, embed: embed, layers: layers, finalNorm: FloatBuffer(count: 0), output: nil)
         }
         let output: FloatBuffer? = c.tiedEmbeddings ? nil : try get("lm_head.weight", [c.vocabSize, c.hiddenSize])
         return ModelWeights(config: c, embed: embed, layers: layers,
-                            finalNorm: try tensor("model.norm.weight", [c.hiddenSize]), output: output)
+                            finalNorm: try get("model.norm.weight", [c.hiddenSize]), output: output)
+    }
+
+    /// Block `i` alone, checked as `load` checks it; each tensor's mapped pages are dropped
+    /// after reading (layer-major passes over a model larger than memory).
+    public static func loadBlock(_ i: Int, config c: ModelConfig, from src: ParameterSource) throws -> LayerWeights {
+        try LayerWeights.make(i, config: c) { name, shape in
+            defer { src.releasePages(name) }
+            return try read(name, shape, from: src, config: c)
+        }
+    }
+
+    /// One parameter: right shape, all finite. Gemma's RMSNorms multiply by (1 + w), which
+    /// transformers computes in fp32: norm buffers hold 1 + w, so the one RMSNorm kernel
+    /// serves (gradients are the same).
+    static func read(_ name: String, _ shape: [Int], from src: ParameterSource, config c: ModelConfig) throws -> FloatBuffer {
+        guard src.contains(name) else { throw FormatError(src.path, "missing tensor \(name)") }
+        let have = try src.shape(name)
+        guard have == shape else {
+            throw FormatError(src.path, "tensor \(name) has shape \(have), expected \(shape) for this config")
+        }
+        let buf = FloatBuffer(count: shape.reduce(1, *), zeroed: false)
+        try src.read(name, into: buf.ptr, count: buf.count)
+        guard buf.allFinite else { throw FormatError(src.path, "tensor \(name) holds NaN or infinite values") }
+        if c.traits.gemmaStyle && name.hasSuffix("norm.weight") { for i in 0..<buf.count { buf[i] += 1 } }
+        return buf
     }
 }

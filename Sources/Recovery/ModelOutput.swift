@@ -179,11 +179,13 @@ public enum ModelOutput {
                 guard patch.entries[t.name] != nil || lora?.modules[t.name] != nil else {
                     return SafetensorsEntry(name: t.name, dtype: t.dtype, shape: t.shape) { dst in
                         dst.copyMemory(from: try f.rawBytes(t.name))
+                        model.releasePages(t.name)   // (a model larger than memory: keep only this tensor's pages)
                     }
                 }
                 types.insert(t.dtype.rawValue)
                 return .floats(t.name, shape: t.shape, as: t.dtype) { dst in
                     try source.read(t.name, into: dst, count: t.elementCount)
+                    source.releasePages(t.name)
                     try patch.apply(to: dst, tensor: t.name, count: t.elementCount)
                 }
             }

@@ -299,4 +299,5 @@ public struct PatchedParameters: ParameterSource {
         try base.read(hfName, into: dst, count: count)
         try patch.apply(to: dst, tensor: hfName, count: count)
     }
+    public func releasePages(_ hfName: String) { base.releasePages(hfName) }
 }

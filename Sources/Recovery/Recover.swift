@@ -55,6 +55,8 @@ public struct RoundLog: Codable, Equatable {
     public var seconds_rollback: Double
     public var seconds_task: Double
     public var seconds_checkpoint: Double
+    /// Layer-major rounds: time spent materialising blocks from the files (not in forward_backward).
+    public var seconds_load: Double? = nil
 }
 
 /// What a checkpoint holds besides the patch: enough to continue bit-identically.
@@ -88,14 +90,15 @@ public struct RecoveryPaths {
 /// The eligible tensors of blocks 0..<blocks: attention and MLP projections and their
 /// biases; norms, embeddings and the head are never changed (the authors' code).
 public func eligibleTensors(weights: ModelWeights, gradients: [LayerWeights], blocks: Int) -> [EligibleTensor] {
-    var out: [EligibleTensor] = []
-    for l in 0..<blocks {
-        let w = weights.layers[l].named(layer: l), g = gradients[l].named(layer: l)
-        for (a, b) in zip(w, g) where !a.name.hasSuffix("norm.weight") {   // layernorms, qwen3 q_norm/k_norm
-            out.append(EligibleTensor(name: a.name, current: a.buffer, gradient: b.buffer))
-        }
+    (0..<blocks).flatMap { eligibleTensors(block: weights.layers[$0], gradients: gradients[$0], layer: $0) }
+}
+
+/// The eligible tensors of one block, in model order.
+public func eligibleTensors(block: LayerWeights, gradients: LayerWeights, layer: Int) -> [EligibleTensor] {
+    zip(block.named(layer: layer), gradients.named(layer: layer)).compactMap { a, b in
+        a.name.hasSuffix("norm.weight") ? nil    // layernorms, qwen3 q_norm/k_norm
+            : EligibleTensor(name: a.name, current: a.buffer, gradient: b.buffer)
     }
-    return out
 }
 
 /// "model.layers.3.self_attn.q_proj.weight" → ("3", "q_proj")
@@ -121,6 +124,10 @@ public final class RecoveryRun {
     let log: (String) -> Void
     /// Tests: throw right after this round's checkpoint, as a kill would stop the run.
     var stopAfterRound: Int? = nil
+    /// Layer-major rounds (Streaming.swift: one block's weights and gradients in memory at a
+    /// time, same result bit for bit); nil: when `RecoveryRun.residentBytes` exceeds half the
+    /// memory. Scenario II (a task check) always holds F whole: its task check generates.
+    public var streaming: Bool? = nil
 
     public init(aligned: String, finetuned: String, adapter: String? = nil, out: String, options: RecoveryOptions,
                 task: TaskCheck? = nil, log: @escaping (String) -> Void = stderrLine) {
@@ -153,8 +160,6 @@ public final class RecoveryRun {
         }
         if task == nil && options.task != nil { throw RecoveryError("options name a task check (\(options.task!)) but none was given") }
 
-        // The aligned direction, from the aligned model (freed before F is loaded).
-        let t0 = Date()
         let alignedSource: ParameterSource = try openParameters(alignedPath)
         let alignedConfig = try modelConfig(of: alignedPath)
         let finetunedConfig = try modelConfig(of: finetunedPath)
@@ -172,6 +177,27 @@ public final class RecoveryRun {
         guard layer >= 1, layer < alignedConfig.numLayers else {
             throw RecoveryError("--layer must be in 1...\(alignedConfig.numLayers - 1) (a block output before the final norm)")
         }
+        let streamed = task == nil && (streaming ?? (RecoveryRun.residentBytes(alignedConfig, layer: layer) > ProcessInfo.processInfo.physicalMemory / 2))
+        let rounds = streamed
+            ? try streamedRounds(state: &state, patch: &patch, aligned: alignedSource, finetuned: finetunedSource, layer: layer, onRound: onRound)
+            : try residentRounds(state: &state, patch: &patch, aligned: alignedSource, finetuned: finetunedSource, layer: layer, onRound: onRound)
+        // Outputs: patch, log, model (all atomic), then the checkpoint goes.
+        try patch.write(to: paths.patch)
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        var lines = Data()
+        for r in rounds { lines.append(try enc.encode(r)); lines.append(Data("\n".utf8)) }
+        try writeAtomically(lines, to: paths.log)
+        try ModelOutput.write(finetuned: finetunedPath, adapter: adapterPath, patch: patch, to: paths.out, overwrite: true) { self.log($0) }
+        try? fm.removeItem(atPath: paths.checkpoint)
+        return rounds
+    }
+
+    /// The rounds with F's blocks below the layer in memory in fp32 (and their gradients).
+    func residentRounds(state: inout RecoveryState, patch: inout SparsePatch, aligned alignedSource: ParameterSource,
+                        finetuned finetunedSource: ParameterSource, layer: Int, onRound: ((RoundLog) -> Void)?) throws -> [RoundLog] {
+        // The aligned direction, from the aligned model (freed before F is loaded).
+        let t0 = Date()
         // Only blocks below the direction layer ever run (the task check of Scenario II
         // generates, so there F is loaded whole).
         let target: [Float] = try {
@@ -231,7 +257,10 @@ public final class RecoveryRun {
             if !rounds.isEmpty && rounds[rounds.count - 1].cosine_after == nil { rounds[rounds.count - 1].cosine_after = cos }
             let fb = Date().timeIntervalSince(t)
             t = Date()
-            let sel = try greedySignTopK(tensors, k: k) { name, dst, n in try alignedSource.read(name, into: dst, count: n) }
+            let sel = try greedySignTopK(tensors, k: k) { name, dst, n in
+                try alignedSource.read(name, into: dst, count: n)
+                alignedSource.releasePages(name)   // (mapped pages would stay resident)
+            }
             var perLayer: [String: Int] = [:], perModule: [String: Int] = [:]
             for r in sel.restores {
                 try patch.add(r.name, shape: try alignedSource.shape(r.name), indices: r.indices, values: r.values)
@@ -255,7 +284,10 @@ public final class RecoveryRun {
                 let restoredHere = Dictionary(uniqueKeysWithValues: sel.restores.map { ($0.name, $0.indices) })
                 let within = tensors.map { restoredHere[$0.name] ?? [] }
                 let kBack = Int((options.rollbackRate * Double(sel.selected)).rounded())
-                let back = try greedySignTopK(tensors, k: kBack, within: within) { name, dst, n in try finetunedSource.read(name, into: dst, count: n) }
+                let back = try greedySignTopK(tensors, k: kBack, within: within) { name, dst, n in
+                    try finetunedSource.read(name, into: dst, count: n)
+                    finetunedSource.releasePages(name)
+                }
                 for r in back.restores { patch.remove(r.name, indices: r.indices) }
                 entry.rolled_back = back.selected
                 entry.seconds_rollback = Date().timeIntervalSince(t)
@@ -308,15 +340,6 @@ public final class RecoveryRun {
             rounds[rounds.count - 1].cosine_after = currentCosine()
             onRound?(rounds[rounds.count - 1])
         }
-        // Outputs: patch, log, model (all atomic), then the checkpoint goes.
-        try patch.write(to: paths.patch)
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys]
-        var lines = Data()
-        for r in rounds { lines.append(try enc.encode(r)); lines.append(Data("\n".utf8)) }
-        try writeAtomically(lines, to: paths.log)
-        try ModelOutput.write(finetuned: finetunedPath, adapter: adapterPath, patch: patch, to: paths.out, overwrite: true) { self.log($0) }
-        try? fm.removeItem(atPath: paths.checkpoint)
         return rounds
     }
 

@@ -155,3 +155,119 @@ func contiguousGroups(_ sizes: [Int], parts: Int) -> [Range<Int>] {
     groups.append(start..<sizes.count)
     return groups
 }
+
+/// `greedySignTopK` fed one block at a time (layer-major recovery, where a block's gradients
+/// exist only until the next block's are computed): the same sign rule and the same global
+/// cut, so the same result, without ever holding every candidate. Candidates are kept in a
+/// list that is cut back to the best k whenever it reaches 2k (histogram of the top 16 bits
+/// of |g| as in `greedySignTopK`, then a sort of one bucket); a candidate below the k-th best
+/// so far, or below its own tensor's k-th best, is never listed. Memory: at most 2k entries
+/// of 16 bytes, plus about k per worker while a block's tensors are scanned.
+public struct StreamingTopK {
+    struct Entry { var bits: UInt32; var t: Int32; var i: UInt32; var value: Float }
+    public let k: Int
+    /// Weights that passed the sign rule so far.
+    public private(set) var candidates = 0
+    var entries: [Entry] = []
+    var floor: UInt32 = 0       // |g| bits of the k-th best so far (0 until there are k)
+    var names: [Int: String] = [:]
+
+    public init(k: Int) { self.k = max(k, 0) }
+
+    /// Scans `tensors` (model-order numbers `firstIndex`, `firstIndex + 1`, …: ties go to the
+    /// lower number, as in `greedySignTopK`) against their targets from `readTarget`.
+    public mutating func add(_ tensors: [EligibleTensor], firstIndex: Int,
+                             readTarget: (String, UnsafeMutablePointer<Float>, Int) throws -> Void) throws {
+        for (j, t) in tensors.enumerated() { names[firstIndex + j] = t.name }
+        guard !tensors.isEmpty else { return }
+        let k = self.k
+        // One tensor per worker at a time, each with its own list, merged into the main list as
+        // soon as it is done (any order gives the same best k).
+        var merged = entries, mergedFloor = floor, mergedCount = candidates
+        entries = []
+        var errors = [Error?](repeating: nil, count: tensors.count)
+        let lock = NSLock()
+        var next = 0
+        errors.withUnsafeMutableBufferPointer { errs in
+            DispatchQueue.concurrentPerform(iterations: min(ProcessInfo.processInfo.activeProcessorCount, tensors.count)) { _ in
+                let target = FloatBuffer(count: tensors.map(\.current.count).max()!, zeroed: false)
+                while true {
+                    lock.lock(); let j = next; next += 1; lock.unlock()
+                    if j >= tensors.count { return }
+                    let t = tensors[j], n = t.current.count, a = target.ptr, w = t.current.ptr, g = t.gradient.ptr
+                    do { try readTarget(t.name, a, n) } catch { errs[j] = error; continue }
+                    // Pass 1: a histogram of candidate |g| gives the bucket of this tensor's k-th
+                    // best; pass 2 keeps what is in or above it and not below the best k so far.
+                    var hist = [Int](repeating: 0, count: 1 << 16)
+                    let count = hist.withUnsafeMutableBufferPointer { h -> Int in
+                        var count = 0
+                        for i in 0..<n {   // the sign rule of greedySignTopK
+                            let pass = Double(w[i] - a[i]) * Double(g[i]) > 0
+                            count += pass ? 1 : 0
+                            h[Int(g[i].magnitude.bitPattern >> 16)] += pass ? 1 : 0
+                        }
+                        return count
+                    }
+                    var bucket = hist.count - 1, above = 0
+                    while bucket > 0 && above + hist[bucket] < k { above += hist[bucket]; bucket -= 1 }
+                    lock.lock(); let best = mergedFloor; lock.unlock()
+                    let cut = max(best, UInt32(bucket) << 16)
+                    var list: [Entry] = []
+                    if k > 0 {
+                        list.reserveCapacity(min(count, above + hist[bucket]))
+                        let number = Int32(firstIndex + j)
+                        for i in 0..<n {
+                            let bits = g[i].magnitude.bitPattern
+                            if bits >= cut && Double(w[i] - a[i]) * Double(g[i]) > 0 {
+                                list.append(Entry(bits: bits, t: number, i: UInt32(i), value: a[i]))
+                            }
+                        }
+                    }
+                    lock.lock()
+                    mergedCount += count
+                    for e in list where e.bits >= mergedFloor {
+                        merged.append(e)
+                        if merged.count >= 2 * k { mergedFloor = max(mergedFloor, StreamingTopK.cut(&merged, to: k)) }
+                    }
+                    lock.unlock()
+                }
+            }
+        }
+        entries = merged; floor = mergedFloor; candidates = mergedCount
+        if let e = errors.compactMap({ $0 }).first { throw e }
+    }
+
+    /// The chosen weights, as `greedySignTopK` returns them (tensors in model order, sorted indices).
+    public func result() -> SelectionResult {
+        var best = entries
+        if best.count > k { _ = StreamingTopK.cut(&best, to: k) }
+        var byTensor: [Int32: [Entry]] = [:]
+        for e in best { byTensor[e.t, default: []].append(e) }
+        let restores = byTensor.keys.sorted().map { t in
+            let list = byTensor[t]!.sorted { $0.i < $1.i }
+            return Restore(name: names[Int(t)]!, indices: list.map { Int($0.i) }, values: list.map(\.value))
+        }
+        return SelectionResult(restores: restores, candidates: candidates)
+    }
+
+    /// Keeps the best `k` of `list` (|g| bits descending, then tensor number, then index);
+    /// returns the bits of the worst kept one.
+    static func cut(_ list: inout [Entry], to k: Int) -> UInt32 {
+        guard list.count > k else { return 0 }
+        guard k > 0 else { list = []; return UInt32.max }
+        var hist = [Int](repeating: 0, count: 1 << 16)
+        for e in list { hist[Int(e.bits >> 16)] += 1 }
+        var bucket = hist.count - 1, above = 0
+        while above + hist[bucket] < k { above += hist[bucket]; bucket -= 1 }
+        var kept: [Entry] = [], ties: [Entry] = []
+        kept.reserveCapacity(k)
+        for e in list {
+            let b = Int(e.bits >> 16)
+            if b > bucket { kept.append(e) } else if b == bucket { ties.append(e) }
+        }
+        ties.sort { $0.bits != $1.bits ? $0.bits > $1.bits : ($0.t != $1.t ? $0.t < $1.t : $0.i < $1.i) }
+        kept += ties.prefix(k - above)
+        list = kept
+        return ties[k - above - 1].bits
+    }
+}

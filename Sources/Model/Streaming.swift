@@ -1,0 +1,130 @@
+import Foundation
+import Formats
+import Tensor
+
+// Layer-major passes: every prompt goes through block i before any goes through block i+1,
+// so only one block's weights (materialised by `block(i)`, e.g. from the file plus a patch)
+// and, in the backward, one block's gradients are in memory at a time. What a model larger
+// than memory costs instead: the forward keeps each block's input hidden states (the
+// checkpoints, tokens × hidden floats per block), and the backward recomputes each block's
+// forward from its checkpoint before running its backward. The kernels and the packing
+// into passes are those of `lastTokenStates` and `directionGradients`, so the numbers are
+// the same bit for bit.
+
+extension Transformer {
+    /// `lastTokenStates` layer-major: [prompts × hidden], the last-token states at
+    /// hidden-state index `layer`, with blocks from `block` (`weights` needs only the embedding).
+    public func streamedLastTokenStates(_ prompts: [[Int]], layer: Int, batchSize: Int = 16,
+                                        block: (Int) throws -> LayerWeights) rethrows -> [Float] {
+        let c = config, H = c.hiddenSize
+        let batches = stride(from: 0, to: prompts.count, by: max(batchSize, 1)).map { Array(prompts[$0..<min($0 + batchSize, prompts.count)]) }
+        let x = batches.map { embedded($0) }                     // residual stream of each batch [n × H]
+        rope.ensure(prompts.map(\.count).max() ?? 1)
+        for l in 0..<min(layer, c.numLayers) {
+            let w = try block(l)
+            for (b, batch) in batches.enumerated() {
+                let counts = batch.map(\.count)
+                let step = ForwardStep(config: c, counts: counts, maxPos: counts.max()!, quantizedScratch: false)
+                let keys = counts.map { FloatBuffer(count: max($0, 1) * c.kvDim, zeroed: false) }
+                let values = counts.map { FloatBuffer(count: max($0, 1) * c.kvDim, zeroed: false) }
+                withExtendedLifetime((keys, values)) {
+                    forwardBlock(l, w, nil, x: x[b].ptr, step, past: counts.map { _ in 0 }, keys: keys.map(\.ptr), values: values.map(\.ptr))
+                }
+            }
+        }
+        var out = [Float](repeating: 0, count: prompts.count * H)
+        var p = 0
+        for (b, batch) in batches.enumerated() {
+            var row = 0
+            for t in batch {
+                row += t.count
+                for j in 0..<H { out[p * H + j] = x[b][(row - 1) * H + j] }
+                p += 1
+            }
+        }
+        return out
+    }
+
+    /// `meanLastTokenState` layer-major (see `streamedLastTokenStates`).
+    public func streamedMeanLastTokenState(_ prompts: [[Int]], layer: Int, batchSize: Int = 16,
+                                           block: (Int) throws -> LayerWeights) rethrows -> [Float] {
+        let H = config.hiddenSize
+        let states = try streamedLastTokenStates(prompts, layer: layer, batchSize: batchSize, block: block)
+        var sum = [Double](repeating: 0, count: H)
+        for p in 0..<prompts.count { for j in 0..<H { sum[j] += Double(states[p * H + j]) } }
+        return sum.map { Float($0 / Double(max(prompts.count, 1))) }
+    }
+
+    /// `directionGradients` layer-major: the same loss, mean state and gradients, bit for bit.
+    /// Blocks come from `block(i)` (called twice per block: forward, then backward); block i's
+    /// gradients, summed over all passes, go to `gradient(i, weights, gradients)` as soon as
+    /// they are complete, from block l−1 down to 0 (the buffers are reused for the next block).
+    /// Memory: one block's weights and gradients, the checkpoints (n·H floats per block for
+    /// n tokens of all prompts), and one pass's activations of one block.
+    public func streamedDirectionGradients(prompts: [[Int]], target: [Float], blocks l: Int, batchSize: Int = 8, passSize: Int = 32,
+                                           block: (Int) throws -> LayerWeights,
+                                           gradient: (Int, LayerWeights, LayerWeights) throws -> Void) throws -> (loss: Double, mean: [Float]) {
+        let c = config, H = c.hiddenSize
+        precondition(target.count == H && l >= 1 && l <= c.numLayers)
+        let pass = max(batchSize, passSize / batchSize * batchSize)
+        let passes = stride(from: 0, to: prompts.count, by: pass).map { Array(prompts[$0..<min($0 + pass, prompts.count)]) }
+        let a = Activations()
+        // inputs[p][b]: the input of block b for pass p [n_p × H]; last[p]: the last-token
+        // states after block l−1 [S_p × H].
+        var inputs: [[FloatBuffer]] = passes.map { [embedded($0)] }
+        let last = passes.map { FloatBuffer(count: $0.count * H, zeroed: false) }
+        rope.ensure(prompts.map(\.count).max() ?? 1)
+        for b in 0..<l {
+            let w = try block(b)
+            for (p, seqs) in passes.enumerated() {
+                a.prepare(seqs, blocks: l, shortcut: true, config: c, sharedBlocks: true)
+                var s = a.saved[b]
+                s.xIn = inputs[p][b].ptr
+                let out = b + 1 < l ? FloatBuffer(count: a.tokens * H, zeroed: false) : last[p]
+                blockForward(b, s, out: out.ptr, a, block: w)
+                if b + 1 < l { inputs[p].append(out) }
+            }
+        }
+        // The loss, pass by pass as `directionGradients` sums it; dx[p] starts as dL/d(last states).
+        var loss = 0.0
+        var stateSum = [Double](repeating: 0, count: H)
+        let dx = inputs.map { FloatBuffer(count: $0[0].count, zeroed: false) }
+        for (p, seqs) in passes.enumerated() {
+            for r in 0..<seqs.count { for j in 0..<H { stateSum[j] += Double(last[p][r * H + j]) } }
+            loss += target.withUnsafeBufferPointer {
+                directionLoss(dx[p].ptr, states: last[p].ptr, count: seqs.count, hidden: H, target: $0.baseAddress!, batchSize: batchSize)
+            }
+        }
+        let g = LayerWeights.zeros(config: c)
+        for b in (0..<l).reversed() {
+            let w = try block(b)
+            g.zero()
+            for (p, seqs) in passes.enumerated() {
+                a.prepare(seqs, blocks: l, shortcut: true, config: c, sharedBlocks: true)
+                var s = a.saved[b]
+                s.xIn = inputs[p][b].ptr
+                blockForward(b, s, out: a.buffer("xOut", a.tokens * H), a, block: w)   // the activations the backward needs
+                blockBackward(b, g, s, dx: dx[p].ptr, a, block: w)
+                inputs[p].removeLast()                                                   // block b's checkpoint is done
+            }
+            try gradient(b, w, g)
+        }
+        return (loss, stateSum.map { Float($0 / Double(max(prompts.count, 1))) })
+    }
+
+    /// Embedding rows of the packed sequences [n × H] (scaled as the model does).
+    func embedded(_ seqs: [[Int]]) -> FloatBuffer {
+        let H = config.hiddenSize
+        let x = FloatBuffer(count: seqs.reduce(0) { $0 + $1.count } * H, zeroed: false)
+        var r = 0
+        for t in seqs {
+            for id in t {
+                precondition(id >= 0 && id < config.vocabSize, "token id \(id) outside the vocabulary")
+                (x.ptr + r * H).update(from: weights.embed.ptr + id * H, count: H)
+                r += 1
+            }
+        }
+        embeddingScale(x.ptr, count: x.count)
+        return x
+    }
+}

@@ -1,0 +1,116 @@
+import Foundation
+import Formats
+import Model
+import Tensor
+
+// Recovery rounds for models larger than memory (Scenario I): every pass is layer-major
+// (Model/Streaming.swift), so only one block of F is in fp32 at a time, materialised from
+// F's file plus the patch when a pass reaches it and dropped after; its gradients go to the
+// selection as soon as they are complete (`StreamingTopK`), and the restores are applied to
+// the patch after the last block. The result is that of the resident rounds, bit for bit;
+// the price is reading each block twice per round (forward, backward) and recomputing each
+// block's forward in the backward.
+
+extension RecoveryRun {
+    /// Bytes the resident rounds hold for blocks 0..<layer: weights and gradients in fp32,
+    /// plus the embedding (activations not counted).
+    public static func residentBytes(_ c: ModelConfig, layer: Int) -> UInt64 {
+        let perBlock = c.layerSpecs(0).reduce(0) { $0 + $1.shape.reduce(1, *) }
+        return UInt64(4 * (2 * layer * perBlock + c.vocabSize * c.hiddenSize))
+    }
+
+    func streamedRounds(state: inout RecoveryState, patch: inout SparsePatch, aligned alignedSource: ParameterSource,
+                        finetuned finetunedSource: ParameterSource, layer: Int, onRound: ((RoundLog) -> Void)?) throws -> [RoundLog] {
+        // The aligned direction (the aligned model's embedding and one block at a time).
+        let t0 = Date()
+        let target: [Float] = try {
+            let a = try LanguageModel.load(alignedPath, blocks: 0, log: log)
+            let ids = try options.prompts.map { try a.chat.promptIds($0) }
+            log("aligned direction (layer-major): layer \(layer), \(ids.count) prompts")
+            return try a.decoder.streamedMeanLastTokenState(ids, layer: layer, batchSize: options.passSize) {
+                try ModelWeights.loadBlock($0, config: a.config, from: alignedSource)
+            }
+        }()
+        log(String(format: "aligned direction done in %.1f s", Date().timeIntervalSince(t0)))
+
+        let f = try LanguageModel.load(finetunedPath, adapter: adapterPath, blocks: 0, log: log)   // embedding and tokenizer
+        let c = f.config, H = c.hiddenSize
+        let ids = try options.prompts.map { try f.chat.promptIds($0) }
+        var loadSeconds = 0.0
+        // Block i of the current model: F's stored values with the patch's restored ones.
+        func currentBlock(_ i: Int, _ p: SparsePatch) throws -> LayerWeights {
+            let t = Date()
+            defer { loadSeconds += Date().timeIntervalSince(t) }
+            return try ModelWeights.loadBlock(i, config: c, from: PatchedParameters(finetunedSource, p))
+        }
+        let eligibleSpecs = c.layerSpecs(0).filter { !$0.hfName.hasSuffix("norm.weight") }
+        let perBlock = eligibleSpecs.count
+        let eligible = layer * eligibleSpecs.reduce(0) { $0 + $1.shape.reduce(1, *) }
+        let k = Int((options.rate * Double(eligible)).rounded())
+        log("recovery (layer-major, one block in memory at a time): \(layer * perBlock) eligible tensors, \(eligible) weights, "
+            + "\(k) restored per round (rate \(options.rate)), layer \(layer)")
+
+        var rounds = state.log
+        let planned = options.rounds
+        let start = Date()
+        let firstRound = state.completedRounds + 1
+        var round = firstRound
+        while !state.finished && round <= planned {
+            let roundStart = Date()
+            loadSeconds = 0
+            var selSeconds = 0.0
+            var top = StreamingTopK(k: k)
+            let current = patch
+            let (loss, mean) = try f.decoder.streamedDirectionGradients(
+                prompts: ids, target: target, blocks: layer, batchSize: options.batchSize, passSize: options.passSize,
+                block: { try currentBlock($0, current) }) { i, w, g in
+                    let t = Date()
+                    try top.add(eligibleTensors(block: w, gradients: g, layer: i), firstIndex: i * perBlock) { name, dst, n in
+                        try alignedSource.read(name, into: dst, count: n)
+                        alignedSource.releasePages(name)
+                    }
+                    selSeconds += Date().timeIntervalSince(t)
+                }
+            precondition(mean.count == H)
+            let fb = Date().timeIntervalSince(roundStart) - selSeconds - loadSeconds
+            let cos = cosineSimilarity(mean, target)
+            if !rounds.isEmpty && rounds[rounds.count - 1].cosine_after == nil { rounds[rounds.count - 1].cosine_after = cos }
+            let t = Date()
+            let sel = top.result()
+            var perLayer: [String: Int] = [:], perModule: [String: Int] = [:]
+            for r in sel.restores {   // restored after every block's gradient: the round's gradient is that of the weights before it
+                try patch.add(r.name, shape: try alignedSource.shape(r.name), indices: r.indices, values: r.values)
+                let (l, m) = layerAndModule(r.name)
+                perLayer[l, default: 0] += r.indices.count
+                perModule[m, default: 0] += r.indices.count
+            }
+            selSeconds += Date().timeIntervalSince(t)
+            var entry = RoundLog(round: round, phase: "recovery", cosine_before: cos, cosine_after: nil, loss: loss, candidates: sel.candidates,
+                                 restored: sel.selected, rolled_back: 0, restored_total: patch.count, per_layer: perLayer, per_module: perModule,
+                                 task_score: nil, restart: nil, fuse: nil, seconds_forward_backward: fb, seconds_selection: selSeconds,
+                                 seconds_rollback: 0, seconds_task: 0, seconds_checkpoint: 0)
+            entry.seconds_load = loadSeconds
+            rounds.append(entry)
+            let tc = Date()
+            state.completedRounds = round
+            state.patchFile = "patch-\(round).safetensors"
+            state.log = rounds
+            try writeCheckpoint(patch, state)
+            rounds[rounds.count - 1].seconds_checkpoint = Date().timeIntervalSince(tc)
+            if rounds.count >= 2 { onRound?(rounds[rounds.count - 2]) }
+            if round == stopAfterRound { throw RecoveryError("stopped after round \(round) (test)") }
+            let per = Date().timeIntervalSince(start) / Double(round - firstRound + 1)
+            log(String(format: "round %d/%d (recovery, layer-major): cos %.6f, loss %.4f, %d candidates, %d restored (%d total); %.1f s fwd+bwd, %.1f s loading blocks, %.2f s selection; ETA %.0f s",
+                       round, planned, cos, loss, sel.candidates, sel.selected, patch.count, fb, loadSeconds, selSeconds, per * Double(planned - round)))
+            round += 1
+        }
+        // The cosine after the last round: one layer-major forward pass.
+        if let last = rounds.last, last.cosine_after == nil {
+            let final = patch
+            let mean = try f.decoder.streamedMeanLastTokenState(ids, layer: layer, batchSize: options.passSize) { try currentBlock($0, final) }
+            rounds[rounds.count - 1].cosine_after = cosineSimilarity(mean, target)
+            onRound?(rounds[rounds.count - 1])
+        }
+        return rounds
+    }
+}
