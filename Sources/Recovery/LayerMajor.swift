@@ -90,15 +90,7 @@ extension RecoveryRun {
                                  task_score: nil, restart: nil, fuse: nil, seconds_forward_backward: fb, seconds_selection: selSeconds,
                                  seconds_rollback: 0, seconds_task: 0, seconds_checkpoint: 0)
             entry.seconds_load = loadSeconds
-            rounds.append(entry)
-            let tc = Date()
-            state.completedRounds = round
-            state.patchFile = "patch-\(round).safetensors"
-            state.log = rounds
-            try writeCheckpoint(patch, state)
-            rounds[rounds.count - 1].seconds_checkpoint = Date().timeIntervalSince(tc)
-            if rounds.count >= 2 { onRound?(rounds[rounds.count - 2]) }
-            if round == stopAfterRound { throw RecoveryError("stopped after round \(round) (test)") }
+            try endRound(entry, &rounds, &state, patch, onRound: onRound)
             let per = Date().timeIntervalSince(start) / Double(round - firstRound + 1)
             log(String(format: "round %d/%d (recovery, layer-major): cos %.6f, loss %.4f, %d candidates, %d restored (%d total); %.1f s fwd+bwd, %.1f s loading blocks, %.2f s selection; ETA %.0f s",
                        round, planned, cos, loss, sel.candidates, sel.selected, patch.count, fb, loadSeconds, selSeconds, per * Double(planned - round)))

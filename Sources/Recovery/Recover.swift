@@ -319,15 +319,7 @@ public final class RecoveryRun {
                 }
             }
 
-            rounds.append(entry)
-            t = Date()
-            state.completedRounds = round
-            state.patchFile = "patch-\(round).safetensors"
-            state.log = rounds
-            try writeCheckpoint(patch, state)
-            rounds[rounds.count - 1].seconds_checkpoint = Date().timeIntervalSince(t)
-            if rounds.count >= 2 { onRound?(rounds[rounds.count - 2]) }
-            if round == stopAfterRound { throw RecoveryError("stopped after round \(round) (test)") }
+            try endRound(entry, &rounds, &state, patch, onRound: onRound)
             let done = round - firstRound + 1, left = planned - round
             let per = Date().timeIntervalSince(start) / Double(done)
             log(String(format: "round %d/%d (%@): cos %.6f, loss %.4f, %d candidates, %d restored, %d rolled back (%d total)%@; %.1f s fwd+bwd, %.2f s selection; ETA %.0f s",
@@ -341,6 +333,21 @@ public final class RecoveryRun {
             onRound?(rounds[rounds.count - 1])
         }
         return rounds
+    }
+
+    /// Logs the finished round and checkpoints it; reports the round before it (whose
+    /// cosine after is now known); in tests, stops as a kill would.
+    func endRound(_ entry: RoundLog, _ rounds: inout [RoundLog], _ state: inout RecoveryState, _ patch: SparsePatch,
+                  onRound: ((RoundLog) -> Void)?) throws {
+        rounds.append(entry)
+        let t = Date()
+        state.completedRounds = entry.round
+        state.patchFile = "patch-\(entry.round).safetensors"
+        state.log = rounds
+        try writeCheckpoint(patch, state)
+        rounds[rounds.count - 1].seconds_checkpoint = Date().timeIntervalSince(t)
+        if rounds.count >= 2 { onRound?(rounds[rounds.count - 2]) }
+        if entry.round == stopAfterRound { throw RecoveryError("stopped after round \(entry.round) (test)") }
     }
 
     /// The round's patch goes to its own file first; then the state naming it replaces the
