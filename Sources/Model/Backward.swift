@@ -232,17 +232,7 @@ extension Transformer {
         rope.ensure(a.lengths.max()!)
         let n = a.tokens
 
-        // Embedding lookup: xIn of block 0 [n × H].
-        let x0 = a.saved[0].xIn
-        var r = 0
-        for t in seqs {
-            for id in t {
-                precondition(id >= 0 && id < c.vocabSize, "token id \(id) outside the vocabulary")
-                (x0 + r * H).update(from: weights.embed.ptr + id * H, count: H)
-                r += 1
-            }
-        }
-        embeddingScale(x0, count: n * H)
+        embed(seqs, into: a.saved[0].xIn)   // xIn of block 0 [n × H]
         // Under the shortcut the last block writes the last states directly (one row per
         // sequence); run in full, it writes all rows and the last ones are gathered.
         let gatherLast = a.saved[l - 1].rows.packedRow == nil

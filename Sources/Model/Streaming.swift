@@ -48,11 +48,7 @@ extension Transformer {
     /// `meanLastTokenState` layer-major (see `streamedLastTokenStates`).
     public func streamedMeanLastTokenState(_ prompts: [[Int]], layer: Int, batchSize: Int = 16,
                                            block: (Int) throws -> LayerWeights) rethrows -> [Float] {
-        let H = config.hiddenSize
-        let states = try streamedLastTokenStates(prompts, layer: layer, batchSize: batchSize, block: block)
-        var sum = [Double](repeating: 0, count: H)
-        for p in 0..<prompts.count { for j in 0..<H { sum[j] += Double(states[p * H + j]) } }
-        return sum.map { Float($0 / Double(max(prompts.count, 1))) }
+        meanOfRows(try streamedLastTokenStates(prompts, layer: layer, batchSize: batchSize, block: block), width: config.hiddenSize)
     }
 
     /// `directionGradients` layer-major: the same loss, mean state and gradients, bit for bit.
@@ -112,19 +108,18 @@ extension Transformer {
         return (loss, stateSum.map { Float($0 / Double(max(prompts.count, 1))) })
     }
 
-    /// Embedding rows of the packed sequences [n × H] (scaled as the model does).
+    /// Embedding rows of the packed sequences [n × H], in a buffer of their own.
     func embedded(_ seqs: [[Int]]) -> FloatBuffer {
-        let H = config.hiddenSize
-        let x = FloatBuffer(count: seqs.reduce(0) { $0 + $1.count } * H, zeroed: false)
-        var r = 0
-        for t in seqs {
-            for id in t {
-                precondition(id >= 0 && id < config.vocabSize, "token id \(id) outside the vocabulary")
-                (x.ptr + r * H).update(from: weights.embed.ptr + id * H, count: H)
-                r += 1
-            }
-        }
-        embeddingScale(x.ptr, count: x.count)
+        let x = FloatBuffer(count: seqs.reduce(0) { $0 + $1.count } * config.hiddenSize, zeroed: false)
+        embed(seqs, into: x.ptr)
         return x
     }
+}
+
+/// The mean of the rows of `rows` [count × width], accumulated in Double.
+public func meanOfRows(_ rows: [Float], width: Int) -> [Float] {
+    let count = rows.count / max(width, 1)
+    var sum = [Double](repeating: 0, count: width)
+    for p in 0..<count { for j in 0..<width { sum[j] += Double(rows[p * width + j]) } }
+    return sum.map { Float($0 / Double(max(count, 1))) }
 }

@@ -94,13 +94,7 @@ public final class Transformer {
                                quantizedScratch: quantized != nil && n <= quantizedMaxRows)
         let xn = step.xn, scratch = step.scratch
 
-        // Embedding lookup.
-        for (i, t) in tokens.enumerated() {
-            for (j, id) in t.enumerated() {
-                (x.ptr + (rowStart[i] + j) * H).update(from: weights.embed.ptr + id * H, count: H)
-            }
-        }
-        embeddingScale(x.ptr, count: n * H)
+        embed(tokens, into: x.ptr)
         tap?(0, x.ptr)
 
         for l in 0..<nBlocks {
@@ -211,11 +205,21 @@ public final class Transformer {
         }
     }
 
-    /// Gemma scales the embeddings by √hidden, a constant in the activations' dtype (fp32 here).
-    func embeddingScale(_ x: UnsafeMutablePointer<Float>, count: Int) {
+    /// The embedding rows of the sequences, packed one after another into `x` [tokens × hidden].
+    /// Gemma scales them by √hidden, a constant in the activations' dtype (fp32 here).
+    func embed(_ seqs: [[Int]], into x: UnsafeMutablePointer<Float>) {
+        let H = config.hiddenSize
+        var r = 0
+        for t in seqs {
+            for id in t {
+                precondition(id >= 0 && id < config.vocabSize, "token id \(id) outside the vocabulary")
+                (x + r * H).update(from: weights.embed.ptr + id * H, count: H)
+                r += 1
+            }
+        }
         guard config.traits.gemmaStyle else { return }
-        let s = Float(Double(config.hiddenSize).squareRoot())
-        for i in 0..<count { x[i] *= s }
+        let scale = Float(Double(H).squareRoot())
+        for i in 0..<(r * H) { x[i] *= scale }
     }
 
     /// RoPE inverse frequencies [headDim/2] with the config's scaling, in float32 step by step

@@ -78,10 +78,6 @@ extension Transformer {
     /// The mean of `lastTokenStates` over prompts (accumulated in Double).
     public func meanLastTokenState(_ prompts: [[Int]], layer: Int, batchSize: Int = 16,
                                    progress: ((Int) -> Void)? = nil) -> [Float] {
-        let H = config.hiddenSize
-        let states = lastTokenStates(prompts, layer: layer, batchSize: batchSize, progress: progress)
-        var sum = [Double](repeating: 0, count: H)
-        for p in 0..<prompts.count { for j in 0..<H { sum[j] += Double(states[p * H + j]) } }
-        return sum.map { Float($0 / Double(max(prompts.count, 1))) }
+        meanOfRows(lastTokenStates(prompts, layer: layer, batchSize: batchSize, progress: progress), width: config.hiddenSize)
     }
 }

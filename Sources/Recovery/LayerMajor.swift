@@ -77,13 +77,8 @@ extension RecoveryRun {
             if !rounds.isEmpty && rounds[rounds.count - 1].cosine_after == nil { rounds[rounds.count - 1].cosine_after = cos }
             let t = Date()
             let sel = top.result()
-            var perLayer: [String: Int] = [:], perModule: [String: Int] = [:]
-            for r in sel.restores {   // restored after every block's gradient: the round's gradient is that of the weights before it
-                try patch.add(r.name, shape: try alignedSource.shape(r.name), indices: r.indices, values: r.values)
-                let (l, m) = layerAndModule(r.name)
-                perLayer[l, default: 0] += r.indices.count
-                perModule[m, default: 0] += r.indices.count
-            }
+            // Restored after every block's gradient: the round's gradient is that of the weights before it.
+            let (perLayer, perModule) = try addRestores(sel.restores, to: &patch, aligned: alignedSource)
             selSeconds += Date().timeIntervalSince(t)
             var entry = RoundLog(round: round, phase: "recovery", cosine_before: cos, cosine_after: nil, loss: loss, candidates: sel.candidates,
                                  restored: sel.selected, rolled_back: 0, restored_total: patch.count, per_layer: perLayer, per_module: perModule,

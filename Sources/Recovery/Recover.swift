@@ -101,6 +101,19 @@ public func eligibleTensors(block: LayerWeights, gradients: LayerWeights, layer:
     }
 }
 
+/// Puts the selection's aligned values into the patch; returns how many per layer and per module (the round log's counts).
+func addRestores(_ restores: [Restore], to patch: inout SparsePatch, aligned: ParameterSource) throws
+    -> (perLayer: [String: Int], perModule: [String: Int]) {
+    var perLayer: [String: Int] = [:], perModule: [String: Int] = [:]
+    for r in restores {
+        try patch.add(r.name, shape: try aligned.shape(r.name), indices: r.indices, values: r.values)
+        let (l, m) = layerAndModule(r.name)
+        perLayer[l, default: 0] += r.indices.count
+        perModule[m, default: 0] += r.indices.count
+    }
+    return (perLayer, perModule)
+}
+
 /// "model.layers.3.self_attn.q_proj.weight" → ("3", "q_proj")
 func layerAndModule(_ name: String) -> (String, String) {
     let parts = name.split(separator: ".")
@@ -261,13 +274,7 @@ public final class RecoveryRun {
                 try alignedSource.read(name, into: dst, count: n)
                 alignedSource.releasePages(name)   // (mapped pages would stay resident)
             }
-            var perLayer: [String: Int] = [:], perModule: [String: Int] = [:]
-            for r in sel.restores {
-                try patch.add(r.name, shape: try alignedSource.shape(r.name), indices: r.indices, values: r.values)
-                let (l, m) = layerAndModule(r.name)
-                perLayer[l, default: 0] += r.indices.count
-                perModule[m, default: 0] += r.indices.count
-            }
+            let (perLayer, perModule) = try addRestores(sel.restores, to: &patch, aligned: alignedSource)
             let selSeconds = Date().timeIntervalSince(t)
             var entry = RoundLog(round: round, phase: phase, cosine_before: cos, cosine_after: nil, loss: loss, candidates: sel.candidates,
                                  restored: sel.selected, rolled_back: 0, restored_total: 0, per_layer: perLayer, per_module: perModule,

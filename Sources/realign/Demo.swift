@@ -154,7 +154,9 @@ struct Demo: ParsableCommand {
         }
 
         let aligned = try evaluateStage("aligned", label: model, path: alignedPath, set: evalSet, log: stageLog(1, "aligned"))
-        let attack = try attackStage(base: alignedPath, pairs: pairs, log: stageLog(2, "attack"))
+        let harmfulName = attackData ?? "BeaverTails train_100 (built-in)"
+        let attackName = s.sql_pairs.map { "SQL train (built-in, \($0) pairs) + \(harmfulName)" } ?? harmfulName
+        let attack = try attackStage(base: alignedPath, pairs: pairs, data: attackName, log: stageLog(2, "attack"))
         let attacked = try evaluateStage("attacked", label: "\(model) + LoRA attack (attack/merged.gguf)", path: out + "/attack/merged.gguf",
                                          set: evalSet, log: stageLog(3, "attacked"))
         let recovery = try recoverStage(aligned: alignedPath, finetuned: out + "/attack/merged.gguf", options: ro, task: taskCheck, log: stageLog(4, "recover"))
@@ -228,7 +230,7 @@ struct Demo: ParsableCommand {
 
     /// The LoRA attack: DIR/attack/ gets the PEFT adapter, the training log, merged.gguf, and
     /// last attack.json (the stage's final file).
-    func attackStage(base: String, pairs: [TaskExample], log: @escaping (String) -> Void) throws -> AttackStage {
+    func attackStage(base: String, pairs: [TaskExample], data: String, log: @escaping (String) -> Void) throws -> AttackStage {
         let dir = out + "/attack", done = dir + "/attack.json"
         if let data = FileManager.default.contents(atPath: done) {
             log("done before (\(done)); skipped")
@@ -250,8 +252,7 @@ struct Demo: ParsableCommand {
         let summary = try run.run(resume: true, skipped: pairs.count - examples.count, progress: log)   // continues a checkpoint
         log("writing \(dir)/merged.gguf (adapter merged in fp32)")
         try run.writeMerged(base: base, to: dir + "/merged.gguf")
-        let harmfulName = attackData ?? "BeaverTails train_100 (built-in)"
-        let settings = AttackSettings(data: scenario == .task ? "SQL train (built-in, \(sqlPairs ?? (quick ? 32 : 800)) pairs) + \(harmfulName)" : harmfulName, pairs: examples.count, rank: o.rank, alpha: o.alpha,
+        let settings = AttackSettings(data: data, pairs: examples.count, rank: o.rank, alpha: o.alpha,
                                       targets: o.targets.map(\.rawValue), epochs: o.epochs, lr: o.lr, batch: o.batch * o.gradAccum,
                                       max_length: o.maxLength, steps: summary.steps, first_loss: summary.first_loss, last_loss: summary.last_loss)
         let stage = AttackStage(settings: settings, seconds: Date().timeIntervalSince(start))

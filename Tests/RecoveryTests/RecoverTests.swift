@@ -20,13 +20,15 @@ func untimed(_ l: [RoundLog]) -> [RoundLog] {
 @Suite(.serialized) struct RecoverTests {
     static let layer = 6
 
-    /// Writes the perturbed model; returns its path and the perturbed (tensor → indices).
-    static func makeFinetuned(_ dir: String) throws -> (String, [String: Set<Int>]) {
-        let g = try GGUFFile(path: RealModels.smol)
-        var patch = SparsePatch(model: try ModelIdentity.of(RealModels.smol))
-        var rng = SplitMix64(seed: 42)
+    /// Writes `model` (SmolLM2 by default) with 3 % of the weights of its first `blocks` blocks
+    /// shifted; returns its path and the perturbed (tensor → indices).
+    static func makeFinetuned(_ dir: String, model: String = RealModels.smol, blocks: Int = layer,
+                              seed: UInt64 = 42) throws -> (String, [String: Set<Int>]) {
+        let g = try GGUFFile(path: model)
+        var patch = SparsePatch(model: try ModelIdentity.of(model))
+        var rng = SplitMix64(seed: seed)
         var perturbed: [String: Set<Int>] = [:]
-        for l in 0..<layer {
+        for l in 0..<blocks {
             for name in try g.modelConfig().layerSpecs(l).map(\.hfName) where !name.hasSuffix("layernorm.weight") {
                 let n = try g.shape(name).reduce(1, *)
                 let w = FloatBuffer(count: n)
@@ -40,7 +42,7 @@ func untimed(_ l: [RoundLog]) -> [RoundLog] {
             }
         }
         let out = dir + "/finetuned.gguf"
-        try ModelOutput.write(finetuned: RealModels.smol, patch: patch, to: out)
+        try ModelOutput.write(finetuned: model, patch: patch, to: out)
         return (out, perturbed)
     }
 

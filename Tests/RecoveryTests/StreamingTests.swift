@@ -8,34 +8,13 @@ import TestSupport
 
 /// Layer-major recovery (one block in memory at a time) against the resident rounds.
 @Suite(.serialized) struct StreamingTests {
-    /// Qwen2.5-0.5B (q/k/v biases, Q4_K/Q6_K tensors) with 3 % of the weights of its first six
-    /// blocks shifted, as `RecoverTests.makeFinetuned` does for SmolLM2.
-    static func makeFinetuned(_ dir: String) throws -> String {
-        let g = try GGUFFile(path: RealModels.qwen)
-        var patch = SparsePatch(model: try ModelIdentity.of(RealModels.qwen))
-        var rng = SplitMix64(seed: 7)
-        for l in 0..<6 {
-            for name in try g.modelConfig().layerSpecs(l).map(\.hfName) where !name.hasSuffix("layernorm.weight") {
-                let n = try g.shape(name).reduce(1, *)
-                let w = FloatBuffer(count: n)
-                try g.read(name, into: w.ptr, count: n)
-                var idx = Set<Int>()
-                while idx.count < n * 3 / 100 { idx.insert(Int(rng.next() % UInt64(n))) }
-                let sorted = idx.sorted()
-                try patch.add(name, shape: try g.shape(name), indices: sorted, values: sorted.map { w[$0] + 0.02 + rng.nextUnit() * 0.01 })
-            }
-        }
-        let out = dir + "/finetuned.gguf"
-        try ModelOutput.write(finetuned: RealModels.qwen, patch: patch, to: out)
-        return out
-    }
-
     /// Two rounds on Qwen2.5-0.5B, two passes per round: the same patch, log and model file, bit for bit.
     @Test func layerMajorRoundsEqualResidentRoundsBitForBit() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("realign-stream-\(getpid())").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let finetuned = try StreamingTests.makeFinetuned(dir)
+        // Qwen2.5-0.5B (q/k/v biases, Q4_K/Q6_K tensors) with 3 % of the weights of its first six blocks shifted.
+        let (finetuned, _) = try RecoverTests.makeFinetuned(dir, model: RealModels.qwen, blocks: 6, seed: 7)
         var o = RecoveryOptions()
         o.layer = 8; o.rounds = 2; o.rate = 0.002; o.batchSize = 2; o.passSize = 4
         o.prompts = Array(RecoverySet.doNotAnswer256.prefix(8))
