@@ -7,7 +7,7 @@ applied in memory.
      layout (I64 `<name>/indices`, F32 `<name>/values`, metadata format/version/shapes):
      ~1500 random indices in each of a permuted Q, a K, an MLP matrix, a norm and the
      embedding; values = the weights negated (the MLP's scaled by 1.0001 instead).
-  2. GGUF → GGUF: `realign apply-patch`, then gguf-py's GGUFReader reads the output (types,
+  2. GGUF → GGUF: `realign apply-patch` (F32, and --dtype f16/q8_0/q4_k), then gguf-py's GGUFReader reads the output (types,
      shapes, metadata), transformers loads it (gguf_file=) and its logits equal those of the
      original model patched in torch; Realign's own top logits (`realign probe`) agree.
   3. HF folder → HF folder (F32 and BF16, sharded, made by save_pretrained): the same.
@@ -18,7 +18,8 @@ Run from the repository root after a release build:
 import json, os, subprocess, sys, tempfile
 import numpy as np
 import torch
-from gguf import GGUFReader
+from gguf import GGUFReader, GGMLQuantizationType
+from gguf.quants import quantize, dequantize
 from safetensors.numpy import save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -100,6 +101,28 @@ def main():
     want = AutoModelForCausalLM.from_pretrained(d, gguf_file=name, dtype=torch.float32)
     patch_in_memory(want, patch)
     ok &= compare("GGUF", got, want, ids, out)
+
+    # GGUF → GGUF with lossy types: the patched tensors (not the F32 norm) rounded as
+    # gguf-py quantises them (Q4_K: gguf-py cannot quantise, so transformers vs Realign only).
+    for dtype in ("f16", "q8_0", "q4_k"):
+        out = os.path.join(work, f"recovered-{dtype}.gguf")
+        if os.path.exists(out): os.remove(out)
+        print(realign("apply-patch", GGUF, patch_path, "--out", out, "--dtype", dtype).strip())
+        types = {t.name: t.tensor_type.name for t in GGUFReader(out).tensors}
+        print(f"  patched tensor types: {sorted({types[t.name] for t in GGUFReader(out).tensors if types[t.name] != orig[t.name][0]})}")
+        got = AutoModelForCausalLM.from_pretrained(work, gguf_file=os.path.basename(out), dtype=torch.float32)
+        want = AutoModelForCausalLM.from_pretrained(d, gguf_file=name, dtype=torch.float32)
+        patch_in_memory(want, patch)
+        if dtype != "q4_k":
+            qtype = {"f16": GGMLQuantizationType.F16, "q8_0": GGMLQuantizationType.Q8_0}[dtype]
+            params = dict(want.named_parameters())
+            for n in PATCHED:
+                if "layernorm" in n: continue   # F32 in the file: stays F32
+                w = params[n].detach().numpy()
+                params[n].data = torch.from_numpy(dequantize(quantize(w, qtype), qtype).reshape(w.shape).copy())
+            ok &= compare(f"GGUF {dtype}", got, want, ids, out)
+        else:
+            compare(f"GGUF {dtype} (transformers vs Realign on the output only)", got, want, ids, out)
 
     # HF folder → HF folder, F32 and BF16, sharded
     for dtype in (torch.float32, torch.bfloat16):

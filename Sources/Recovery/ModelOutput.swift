@@ -51,9 +51,9 @@ public enum ModelOutput {
 
     /// Writes F (`finetuned`, with `adapter` merged if given) + `patch` to `out`, via a
     /// temporary file or folder renamed into place at the end. For a GGUF, patched and
-    /// adapted tensors are stored as `ggufType` (F32, lossless; or F16, which rounds the
-    /// whole tensor; a tensor that was F32 stays F32); in an HF folder they keep the
-    /// tensor's dtype. Does not check the identity: call `check` first.
+    /// adapted tensors are stored as `ggufType` (F32, lossless; F16, Q8_0 or Q4_K round the
+    /// whole tensor; see `storedType`); in an HF folder they keep the tensor's dtype.
+    /// Does not check the identity: call `check` first.
     @discardableResult
     public static func write(finetuned: String, adapter: String? = nil, patch: SparsePatch, to out: String, ggufType: GGMLType = .f32,
                              overwrite: Bool = false, progress: ((String) -> Void)? = nil) throws -> Summary {
@@ -66,6 +66,7 @@ public enum ModelOutput {
         let lora = try adapter.map { try LoRAAdapter(folder: $0) }
         var s: Summary
         if isDirectory(finetuned) {
+            guard ggufType == .f32 else { throw PatchError("\(finetuned) is an HF folder: its output keeps the tensors' dtypes (a GGUF type such as \(ggufType.name) applies to GGUF outputs)") }
             s = try writeFolder(finetuned, lora, patch, out, overwrite: overwrite, progress: progress)
         } else {
             guard !isDirectory(out) else { throw PatchError("\(out) is a folder; the output of a GGUF model is a GGUF file") }
@@ -83,7 +84,9 @@ public enum ModelOutput {
 
     static func writeGGUF(_ path: String, _ lora: LoRAAdapter?, _ patch: SparsePatch, _ out: String, type: GGMLType,
                           progress: ((String) -> Void)?) throws -> Summary {
-        guard type == .f32 || type == .f16 else { throw PatchError("patched GGUF tensors can be stored as F32 or F16, not \(type.name)") }
+        guard ggufTypes.contains(type) else {
+            throw PatchError("patched GGUF tensors can be stored as \(ggufTypes.map(\.name).joined(separator: ", ")), not \(type.name)")
+        }
         let g = try GGUFFile(path: path)
         let source: ParameterSource = try lora.map { try LoRAMergedParameters(base: g, adapter: $0) } ?? g
         var patchedGGUF: [String: String] = [:]   // GGUF name → HF name of every tensor that changes
@@ -94,21 +97,19 @@ public enum ModelOutput {
             if let e = patch.entries[name], Array(info.shape.reversed()) != e.shape {
                 throw PatchError("\(name) has shape \(Array(info.shape.reversed())) in \(path), the patch expects \(e.shape)")
             }
-            guard info.shape[0] % type.blockSize == 0 else { throw PatchError("\(gname) cannot be stored as \(type.name)") }
             patchedGGUF[gname] = name
         }
 
-        // A tensor that is F32 already stays F32 (F16 would only lose precision).
-        func storedType(_ info: GGUFTensorInfo) -> GGMLType { info.type == .f32 ? .f32 : type }
-        var done = 0
+        var done = 0, inexact = 0
         let tensors: [GGUFTensorEntry] = g.tensors.map { info in
             guard let hf = patchedGGUF[info.name] else { return .copy(info, of: g) }
-            return .floats(info.name, shape: info.shape, as: storedType(info)) { dst in
+            return .floats(info.name, shape: info.shape, as: storedType(info, type)) { dst in
                 // F's values in HF layout (dequantised, Q/K rows un-permuted), patched, then
                 // put back in the file's row order.
                 let n = info.elementCount
                 try source.read(hf, into: dst, count: n)
                 try patch.apply(to: dst, tensor: hf, count: n)
+                if let e = patch.entries[hf] { inexact += try roundedCount(e.indices, of: dst, count: n, as: storedType(info, type)) }
                 if let heads = try g.qkPermutationHeads(hf) {
                     try permuteQKRows(dst, rows: info.shape.count == 1 ? n : info.rows, columns: info.shape.count == 1 ? 1 : info.columns,
                                       heads: heads, source: path)
@@ -128,18 +129,41 @@ public enum ModelOutput {
         let keep = g.metadataEntries.filter { !$0.key.hasPrefix("realign.") }   // a re-patched file gets fresh keys
         try GGUFWriter.write(metadata: keep + provenance, tensors: tensors, to: out)
 
-        var inexact = 0
-        var types = Set<String>()
-        for (gname, hf) in patchedGGUF {
-            let t = storedType(g.tensor(gname)!)
+        var types = Set<String>(), fallbacks: [String] = []
+        for gname in patchedGGUF.keys.sorted() {
+            let info = g.tensor(gname)!, t = storedType(info, type)
             types.insert(t.name)
-            if t == .f16, let e = patch.entries[hf] { for v in e.values where halfToFloat(floatToHalf(v)) != v { inexact += 1 } }
+            if t != type && info.type != .f32 { fallbacks.append("\(gname) (\(t.name): rows of \(info.shape[0]) are not whole \(type.name) blocks)") }
         }
-        let notes = type == .f16
-            ? ["F16 is lossy: the patched tensors' values (restored and fine-tuned alike) are rounded to F16 (tensors that were F32 stay F32)"]
-            : ["patched tensors are stored as F32 (their original types cannot hold the restored values); the file is larger than the input"]
+        var notes = type == .f32
+            ? ["patched tensors are stored as F32 (their original types cannot hold the restored values); the file is larger than the input"]
+            : ["\(type.name) is lossy: the patched tensors' values (restored and fine-tuned alike) are rounded to it (tensors that were F32 stay F32); \(inexact) restored values changed"]
+        if !fallbacks.isEmpty { notes.append("stored in another type: " + fallbacks.joined(separator: ", ")) }
         return Summary(out: out, format: "gguf", restored: patch.count, patched_tensors: patch.entries.count,
                        patched_tensor_types: types.sorted(), inexact: inexact, copied_files: [], skipped_files: [], notes: notes)
+    }
+
+    /// The types a GGUF output can store patched tensors as.
+    public static let ggufTypes: [GGMLType] = [.f32, .f16, .q8_0, .q4_K].filter(canQuantize)
+
+    /// A patched tensor's stored type: F32 stays F32 (anything else would only lose
+    /// precision); rows that are not whole blocks of `type` fall back to Q8_0, then F16
+    /// (llama.cpp's quantize falls back too).
+    static func storedType(_ info: GGUFTensorInfo, _ type: GGMLType) -> GGMLType {
+        if info.type == .f32 { return .f32 }
+        return [type, .q8_0, .f16].first { info.shape[0] % $0.blockSize == 0 } ?? .f32
+    }
+
+    /// How many of the values at `indices` the stored type does not hold exactly
+    /// (encoded and decoded as the writer will store them).
+    static func roundedCount(_ indices: [UInt32], of values: UnsafePointer<Float>, count: Int, as type: GGMLType) throws -> Int {
+        guard type != .f32, let bytes = type.byteCount(elements: count) else { return 0 }
+        let encoded = UnsafeMutableRawPointer.allocate(byteCount: max(bytes, 1), alignment: 64)
+        let decoded = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
+        defer { encoded.deallocate(); decoded.deallocate() }
+        try quantize(type, values, count: count, into: encoded)
+        try dequantize(type, encoded, count: count, into: decoded)
+        return indices.reduce(0) { $0 + (decoded[Int($1)] == values[Int($1)] ? 0 : 1) }
     }
 
     // MARK: - HF folder → HF folder

@@ -141,6 +141,8 @@ public final class RecoveryRun {
     /// time, same result bit for bit); nil: when `RecoveryRun.residentBytes` exceeds half the
     /// memory. Scenario II (a task check) always holds F whole: its task check generates.
     public var streaming: Bool? = nil
+    /// A GGUF output's type for patched tensors (ModelOutput.ggufTypes).
+    public var outputType: GGMLType = .f32
 
     public init(aligned: String, finetuned: String, adapter: String? = nil, out: String, options: RecoveryOptions,
                 task: TaskCheck? = nil, log: @escaping (String) -> Void = stderrLine) {
@@ -201,7 +203,7 @@ public final class RecoveryRun {
         var lines = Data()
         for r in rounds { lines.append(try enc.encode(r)); lines.append(Data("\n".utf8)) }
         try writeAtomically(lines, to: paths.log)
-        try ModelOutput.write(finetuned: finetunedPath, adapter: adapterPath, patch: patch, to: paths.out, overwrite: true) { self.log($0) }
+        try ModelOutput.write(finetuned: finetunedPath, adapter: adapterPath, patch: patch, to: paths.out, ggufType: outputType, overwrite: true) { self.log($0) }
         try? fm.removeItem(atPath: paths.checkpoint)
         return rounds
     }

@@ -10,8 +10,8 @@ struct ApplyPatch: ParsableCommand {
         abstract: "Write the recovered model: a fine-tuned model with a recovery patch applied.",
         discussion: """
         The output is in the fine-tuned model's format family. From a GGUF: a GGUF where every tensor the \
-        patch does not touch keeps its type and bytes; touched tensors are stored as F32 (lossless), or F16 \
-        with --dtype f16 (rounds them). From an HF folder: a folder with the same shards, dtypes and index, \
+        patch does not touch keeps its type and bytes; touched tensors are stored as F32 (lossless), or as \
+        F16, Q8_0 or Q4_K with --dtype (rounds them). From an HF folder: a folder with the same shards, dtypes and index, \
         only touched tensors changed (a restored value a BF16/F16 tensor cannot hold exactly is rounded), and \
         the tokenizer, config and other non-weight files copied. The patch must have been made for FINETUNED \
         (same size and fingerprint). With --adapter (a recovery of FINETUNED + a LoRA adapter), the output is the \
@@ -22,13 +22,13 @@ struct ApplyPatch: ParsableCommand {
     @Argument(help: "The patch file (.safetensors, from a recovery).") var patch: String
     @Option(help: "The PEFT LoRA adapter the recovery merged into FINETUNED (recover --adapter), if any.") var adapter: String?
     @Option(help: "Where to write the recovered model (a .gguf file, or a folder for an HF model).") var out: String
-    @Option(help: "GGUF only: type of patched tensors, f32 (lossless) or f16 (lossy).") var dtype: String = "f32"
+    @Option(help: ggufOutputTypeHelp) var dtype: String = "f32"
     @Flag(help: "Replace OUT if it exists.") var overwrite = false
     @Flag(help: "Apply even if FINETUNED's size or fingerprint differs from the patch's record (shapes are still checked).") var ignoreIdentity = false
     @Flag(help: "Print a JSON summary.") var json = false
 
     func validate() throws {
-        guard ["f32", "f16"].contains(dtype) else { throw ValidationError("--dtype must be f32 or f16") }
+        _ = try ggufOutputType(dtype)
     }
 
     func run() throws {
@@ -37,7 +37,7 @@ struct ApplyPatch: ParsableCommand {
         do { try ModelOutput.check(p, against: finetuned, adapter: adapter, ignoreIdentity: ignoreIdentity) } catch let e as PatchError {
             throw ValidationError("\(patch) does not fit \(finetuned): \(e)")
         }
-        let s = try ModelOutput.write(finetuned: finetuned, adapter: adapter, patch: p, to: out, ggufType: dtype == "f16" ? .f16 : .f32,
+        let s = try ModelOutput.write(finetuned: finetuned, adapter: adapter, patch: p, to: out, ggufType: try ggufOutputType(dtype),
                                       overwrite: overwrite) { progressLine($0) }
         progressLine("wrote \(out)", final: true)
         if json { try printJSON(s); return }

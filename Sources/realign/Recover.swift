@@ -45,6 +45,7 @@ struct Recover: ParsableCommand {
     @Option(help: "Scenario II: relative task-score drop after a later round that undoes it and stops.") var fuseDrop = 0.05
     @Option(help: "Scenario II: share of a round's restored weights that rollback reverts.") var rollbackRate = 0.2
     @Option(help: "Layer-major rounds, one block of weights and gradients in memory at a time (same result; for models larger than memory): auto (when the blocks below the layer would take more than half the memory), on, off. Not with --task.") var streaming = "auto"
+    @Option(help: ggufOutputTypeHelp) var dtype: String = "f32"
     @Flag(help: "Continue from OUT.checkpoint.") var resume = false
     @Flag(help: "Print the round log as JSON lines on stdout.") var json = false
 
@@ -56,6 +57,7 @@ struct Recover: ParsableCommand {
         guard warmupRounds >= 1, (0...1).contains(warmupDrop), (0...1).contains(fuseDrop), (0...1).contains(rollbackRate) else {
             throw ValidationError("need --warmup-rounds ≥ 1 and --warmup-drop, --fuse-drop, --rollback-rate in [0, 1]")
         }
+        _ = try ggufOutputType(dtype)
         guard ["auto", "on", "off"].contains(streaming) else { throw ValidationError("--streaming must be auto, on or off") }
         if task != nil && streaming == "on" { throw ValidationError("--streaming on does not work with --task (the task check needs the whole model)") }
         if task == nil && rollbackPrompts != nil { throw ValidationError("--rollback-prompts needs --task (rollback is part of Scenario II)") }
@@ -77,6 +79,7 @@ struct Recover: ParsableCommand {
         let r = RecoveryRun(aligned: try ModelStore.resolve(aligned), finetuned: try ModelStore.resolve(finetuned), adapter: adapter,
                             out: out, options: o, task: check)
         r.streaming = streaming == "auto" ? nil : streaming == "on"
+        r.outputType = try ggufOutputType(dtype)
         try r.run(resume: resume) { line in
             if json { try? printJSON(line) }
         }

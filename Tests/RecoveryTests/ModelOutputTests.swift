@@ -142,27 +142,45 @@ import Tensor
         try Self.expectSameLogits(out, f, patch, config: config)
     }
 
-    /// F16 storage rounds the touched tensors: still the right values up to F16.
-    @Test func ggufToGGUFInF16() throws {
+    /// Lossy storage (F16, Q8_0, Q4_K): every touched tensor that was not F32 holds exactly
+    /// what the type's encoder makes of F + patch (rows that are not whole blocks fall back
+    /// to Q8_0), and the summary counts the restored values that rounding changed.
+    @Test(arguments: ModelOutput.ggufTypes.filter { $0 != .f32 })
+    func ggufToGGUFLossy(type: GGMLType) throws {
         let f = try GGUFFile(path: RealModels.smol)
         let patch = try Self.makePatch(f)
-        let out = Self.temp("smol-recovered-f16.gguf")
+        let out = Self.temp("smol-recovered-\(type.name).gguf")
         defer { try? FileManager.default.removeItem(atPath: out) }
-        let s = try ModelOutput.write(finetuned: RealModels.smol, patch: patch, to: out, ggufType: .f16)
+        let s = try ModelOutput.write(finetuned: RealModels.smol, patch: patch, to: out, ggufType: type)
         let o = try GGUFFile(path: out)
-        // The norm (F32 in the file) stays F32; the others become F16.
-        let inexact = patch.entries.filter { !$0.key.hasSuffix("layernorm.weight") }.values
-            .reduce(0) { $0 + $1.values.filter { halfToFloat(floatToHalf($0)) != $0 }.count }
-        #expect(s.patched_tensor_types == ["F16", "F32"] && s.inexact == inexact && inexact > 0)
-        #expect(o.tensor("blk.7.attn_norm.weight")?.type == .f32)
-        #expect(s.notes.contains { $0.contains("lossy") })
-        let name = "model.layers.0.self_attn.q_proj.weight"
-        #expect(o.tensor("blk.0.attn_q.weight")?.type == .f16)
-        let n = try f.shape(name).reduce(1, *)
-        var want = [Float](repeating: 0, count: n), got = want
-        try PatchedParameters(f, patch).read(name, into: &want, count: n)
-        try o.read(name, into: &got, count: n)
-        #expect(zip(want, got).allSatisfy { halfToFloat(floatToHalf($0)) == $1 })
+        var inexact = 0, stored = Set<GGMLType>()
+        for name in patch.tensorNames {
+            let info = o.tensor(o.ggufName(name)!)!, was = f.tensor(f.ggufName(name)!)!
+            let want: GGMLType = was.type == .f32 ? .f32 : info.shape[0] % type.blockSize == 0 ? type : .q8_0
+            #expect(info.type == want, "\(name)")
+            stored.insert(info.type)
+            let n = info.elementCount
+            var values = [Float](repeating: 0, count: n), got = values
+            try PatchedParameters(f, patch).read(name, into: &values, count: n)
+            try o.read(name, into: &got, count: n)
+            var encoded = [UInt8](repeating: 0, count: want.byteCount(elements: n)!)
+            try quantize(want, values, count: n, into: &encoded)
+            let rounded = try dequantized(want, encoded, count: n)
+            #expect(rounded == got, "\(name)")
+            inexact += patch.entries[name]!.indices.filter { rounded[Int($0)] != values[Int($0)] }.count
+        }
+        #expect(stored.contains(type) && stored.contains(.f32))
+        #expect(s.inexact == inexact && inexact > 0 && s.notes.first!.contains("lossy"))
+        #expect(s.patched_tensor_types == stored.map(\.name).sorted())
+    }
+
+    /// A GGUF type for an HF folder's output is refused, not ignored.
+    @Test func ggufTypeForFolderIsRefused() throws {
+        let patch = SparsePatch(model: nil)
+        #expect(throws: PatchError.self) {
+            try ModelOutput.write(finetuned: fixturesDir().replacingOccurrences(of: "RecoveryTests", with: "ModelTests") + "/tiny-llama",
+                                  patch: patch, to: Self.temp("never"), ggufType: .q8_0)
+        }
     }
 
     @Test(arguments: [SafetensorsDType.f32, .bf16])
