@@ -99,6 +99,32 @@ struct ArchitectureReference: Decodable {
         print("\(family): loss \(loss) vs \(ref.loss), worst gradient error \(String(format: "%.1e", worst)) over \(names.count) tensors")
     }
 
+    /// Layer-major passes (one block materialised at a time, as recovery of a model larger
+    /// than memory runs) give the resident passes' loss, mean state and gradients bit for bit,
+    /// with blocks loaded one by one from the GGUF copy, for every family.
+    @Test(arguments: families)
+    func layerMajorEqualsResident(_ family: String) throws {
+        let (_, ref) = try ArchitectureTests.load(family)
+        let gguf = try GGUFFile(path: ArchitectureTests.dir(family) + "/model.gguf")
+        let c = try gguf.modelConfig(), l = ref.blocks
+        let t = Transformer(weights: try ModelWeights.load(config: c, from: gguf))
+        let grads = (0..<l).map { _ in LayerWeights.zeros(config: c) }
+        let want = t.directionGradients(prompts: ref.sequences, target: ref.target, blocks: l, batchSize: ref.batch_size, passSize: 2, into: grads)
+        let partial = Transformer(weights: try ModelWeights.load(config: c, from: gguf, blocks: 0))
+        var loaded: [Int] = [], seen: [Int] = []
+        let block = { (i: Int) throws -> LayerWeights in loaded.append(i); return try ModelWeights.loadBlock(i, config: c, from: gguf) }
+        let got = try partial.streamedDirectionGradients(prompts: ref.sequences, target: ref.target, blocks: l, batchSize: ref.batch_size, passSize: 2,
+                                                         block: block) { i, _, gi in
+            seen.append(i)
+            for ((name, x), (_, y)) in zip(gi.named(layer: i), grads[i].named(layer: i)) {
+                let same = x.array == y.array
+                #expect(same, "\(family) \(name)")
+            }
+        }
+        #expect(got.loss == want.loss && got.mean == want.mean)
+        #expect(seen == Array((0..<l).reversed()) && loaded == Array(0..<l) + Array((0..<l).reversed()))
+    }
+
     /// RoPE inverse frequencies (llama3 scaling, and plain for the others) as transformers.
     @Test(arguments: families)
     func ropeFrequencies(_ family: String) throws {
