@@ -138,8 +138,9 @@ public final class RecoveryRun {
     /// Tests: throw right after this round's checkpoint, as a kill would stop the run.
     var stopAfterRound: Int? = nil
     /// Layer-major rounds (Streaming.swift: one block's weights and gradients in memory at a
-    /// time, same result bit for bit); nil: when `RecoveryRun.residentBytes` exceeds half the
-    /// memory. Scenario II (a task check) always holds F whole: its task check generates.
+    /// time, same result bit for bit); nil: when `RecoveryRun.residentBytes` (weights, gradients
+    /// and one pass's activations) exceeds half the memory. Scenario II (a task check) always
+    /// holds F whole: its task check generates.
     public var streaming: Bool? = nil
     /// A GGUF output's type for patched tensors (ModelOutput.ggufTypes).
     public var outputType: GGMLType = .f32
@@ -192,7 +193,11 @@ public final class RecoveryRun {
         guard layer >= 1, layer < alignedConfig.numLayers else {
             throw RecoveryError("--layer must be in 1...\(alignedConfig.numLayers - 1) (a block output before the final norm)")
         }
-        let streamed = task == nil && (streaming ?? (RecoveryRun.residentBytes(alignedConfig, layer: layer) > ProcessInfo.processInfo.physicalMemory / 2))
+        let streamed = try task == nil && (streaming ?? {
+            let chat = try ChatFormat.load(finetunedPath, log: log)
+            let tokens = RecoveryRun.passTokens(try options.prompts.map { try chat.promptIds($0) }, passSize: options.passSize)
+            return RecoveryRun.residentBytes(alignedConfig, layer: layer, passTokens: tokens) > ProcessInfo.processInfo.physicalMemory / 2
+        }())
         let rounds = streamed
             ? try streamedRounds(state: &state, patch: &patch, aligned: alignedSource, finetuned: finetunedSource, layer: layer, onRound: onRound)
             : try residentRounds(state: &state, patch: &patch, aligned: alignedSource, finetuned: finetunedSource, layer: layer, onRound: onRound)

@@ -44,7 +44,7 @@ struct Recover: ParsableCommand {
     @Option(help: "Scenario II: relative task-score drop after warm-up that restarts with rollback.") var warmupDrop = 0.05
     @Option(help: "Scenario II: relative task-score drop after a later round that undoes it and stops.") var fuseDrop = 0.05
     @Option(help: "Scenario II: share of a round's restored weights that rollback reverts.") var rollbackRate = 0.2
-    @Option(help: "Layer-major rounds, one block of weights and gradients in memory at a time (same result; for models larger than memory): auto (when the blocks below the layer would take more than half the memory), on, off. Not with --task.") var streaming = "auto"
+    @Option(help: "Layer-major rounds, one block of weights and gradients in memory at a time (same result; for models larger than memory): auto (when the blocks below the layer, their gradients and one pass's activations would take more than half the memory), on, off. Not with --task.") var streaming = "auto"
     @Option(help: ggufOutputTypeHelp) var dtype: String = "f32"
     @Flag(help: "Continue from OUT.checkpoint.") var resume = false
     @Flag(help: "Print the round log as JSON lines on stdout.") var json = false
