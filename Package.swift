@@ -44,7 +44,7 @@ let package = Package(
         .testTarget(name: "ReportTests", dependencies: ["Report", "Recovery"]),
         .testTarget(name: "RecoveryTests", dependencies: ["Recovery", "TestSupport"], exclude: ["Fixtures"]),
         // Runs the built `realign` binary as a user would.
-        .testTarget(name: "CLITests", dependencies: ["TestSupport", "realign"]),
+        .testTarget(name: "CLITests", dependencies: ["TestSupport", "realign", "Recovery"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -18,7 +18,27 @@ public struct RecoveryOptions: Codable, Equatable {
     public var fuseDrop: Double = 0.05      // relative drop after a later round that stops and undoes that round
     public var rollbackRate: Double = 0.2   // share of a round's restored weights rollback reverts
     public var rollbackPrompts: [String] = []   // benign prompts of the rollback direction
+    // Refusal check (only when one is given): after every round, the harmful rate and benign
+    // refusal rate on validation prompts; the output is the round closest to the aligned model.
+    public var check: String? = nil         // what the refusal check measures: part of a checkpoint's identity
+    public var harmfulSlack: Double = 0.03  // a round within this of the aligned harmful rate ends the run
+    public var benignSlack: Double = 0.05   // a round may refuse at most this much more benign prompts than the aligned model
     public init() {}
+}
+
+/// Harmful rate and benign refusal rate of a model on a refusal check's prompts.
+public struct RefusalRates: Codable, Equatable {
+    public var harmful: Double
+    public var benign_refusal: Double
+    public init(harmful: Double, benign_refusal: Double) { self.harmful = harmful; self.benign_refusal = benign_refusal }
+}
+
+/// Measures a model's refusals on held-out prompts (greedy answers judged, e.g. by refusal
+/// phrases): the recovery's guard against both too little and too much refusal.
+public struct RefusalCheck {
+    public let name: String
+    public let measure: (LanguageModel) throws -> RefusalRates
+    public init(name: String, measure: @escaping (LanguageModel) throws -> RefusalRates) { self.name = name; self.measure = measure }
 }
 
 /// Scores the current model on the downstream task (higher is better), e.g. exact match
@@ -57,6 +77,11 @@ public struct RoundLog: Codable, Equatable {
     public var seconds_checkpoint: Double
     /// Layer-major rounds: time spent materialising blocks from the files (not in forward_backward).
     public var seconds_load: Double? = nil
+    /// Refusal check after the round (nil without one, or for a round the fuse undid).
+    public var check: RefusalRates? = nil
+    public var seconds_check: Double? = nil
+    /// This round's model is the output (the refusal check's choice; absent: the last round's).
+    public var selected: Bool? = nil
 }
 
 /// What a checkpoint holds besides the patch: enough to continue bit-identically.
@@ -71,6 +96,11 @@ struct RecoveryState: Codable {
     var rollback: Bool = false          // Scenario II restarted with rollback
     var baseScore: Double? = nil        // task score of F before any recovery
     var finished: Bool = false          // the fuse ended the run; patchFile is the result
+    // Refusal check: the aligned and fine-tuned models' rates, and the best round so far (0: F).
+    var alignedRates: RefusalRates? = nil
+    var finetunedRates: RefusalRates? = nil
+    var bestRound: Int? = nil
+    var bestPatchFile: String? = nil    // in the checkpoint folder (nil for round 0: the empty patch)
 }
 
 public struct RecoveryError: Error, CustomStringConvertible {
@@ -134,6 +164,7 @@ public final class RecoveryRun {
     public let adapterPath: String?
     public let paths: RecoveryPaths
     public let task: TaskCheck?
+    public let check: RefusalCheck?
     let log: (String) -> Void
     /// Tests: throw right after this round's checkpoint, as a kill would stop the run.
     var stopAfterRound: Int? = nil
@@ -146,10 +177,12 @@ public final class RecoveryRun {
     public var outputType: GGMLType = .f32
 
     public init(aligned: String, finetuned: String, adapter: String? = nil, out: String, options: RecoveryOptions,
-                task: TaskCheck? = nil, log: @escaping (String) -> Void = stderrLine) {
+                task: TaskCheck? = nil, check: RefusalCheck? = nil, log: @escaping (String) -> Void = stderrLine) {
         var o = options
         if let task { o.task = task.name }
+        if let check { o.check = check.name }
         self.alignedPath = aligned; self.finetunedPath = finetuned; self.adapterPath = adapter; self.options = o; self.task = task
+        self.check = check
         self.paths = RecoveryPaths(out: out); self.log = log
     }
 
@@ -175,6 +208,7 @@ public final class RecoveryRun {
             patch = SparsePatch(model: try ModelIdentity.of(finetunedPath, adapter: adapterPath))
         }
         if task == nil && options.task != nil { throw RecoveryError("options name a task check (\(options.task!)) but none was given") }
+        if check == nil && options.check != nil { throw RecoveryError("options name a refusal check (\(options.check!)) but none was given") }
 
         let alignedSource: ParameterSource = try openParameters(alignedPath)
         let alignedConfig = try modelConfig(of: alignedPath)
@@ -193,7 +227,7 @@ public final class RecoveryRun {
         guard layer >= 1, layer < alignedConfig.numLayers else {
             throw RecoveryError("--layer must be in 1...\(alignedConfig.numLayers - 1) (a block output before the final norm)")
         }
-        let streamed = try task == nil && (streaming ?? {
+        let streamed = try task == nil && check == nil && (streaming ?? {
             let chat = try ChatFormat.load(finetunedPath, log: log)
             let tokens = RecoveryRun.passTokens(try options.prompts.map { try chat.promptIds($0) }, passSize: options.passSize)
             return RecoveryRun.residentBytes(alignedConfig, layer: layer, passTokens: tokens) > ProcessInfo.processInfo.physicalMemory / 2
@@ -221,14 +255,18 @@ public final class RecoveryRun {
         // Only blocks below the direction layer ever run (the task check of Scenario II
         // generates, so there F is loaded whole).
         let target: [Float] = try {
-            let a = try LanguageModel.load(alignedPath, blocks: layer, log: log)
+            // (The refusal check generates: then the aligned model is loaded whole, once.)
+            let a = try LanguageModel.load(alignedPath, blocks: check != nil && state.alignedRates == nil ? nil : layer, log: log)
+            if let check, state.alignedRates == nil {
+                state.alignedRates = try measure(check, a, "aligned model")
+            }
             let ids = try options.prompts.map { try a.chat.promptIds($0) }
             log("aligned direction: layer \(layer), \(ids.count) prompts")
             return a.decoder.meanLastTokenState(ids, layer: layer, batchSize: options.passSize)
         }()
         log(String(format: "aligned direction done in %.1f s", Date().timeIntervalSince(t0)))
 
-        let f = try LanguageModel.load(finetunedPath, adapter: adapterPath, blocks: task == nil ? layer : nil, log: log)
+        let f = try LanguageModel.load(finetunedPath, adapter: adapterPath, blocks: task == nil && check == nil ? layer : nil, log: log)
         f.decoder.dropQuantized()   // F's weights change every round
         let ids = try options.prompts.map { try f.chat.promptIds($0) }
 
@@ -243,6 +281,22 @@ public final class RecoveryRun {
             guard !options.rollbackPrompts.isEmpty else { throw RecoveryError("Scenario II needs benign prompts for the rollback direction") }
             benignIds = try options.rollbackPrompts.map { try f.chat.promptIds($0) }
             benignTarget = f.decoder.meanLastTokenState(benignIds, layer: layer, batchSize: options.passSize)
+        }
+
+        var bestPatch = SparsePatch(model: patch.model)   // the refusal check's choice so far
+        if let check {
+            if state.finetunedRates == nil {
+                let r = try measure(check, f, "fine-tuned model")
+                state.finetunedRates = r
+                if accepts(r, state) {
+                    state.bestRound = 0
+                    if r.harmful <= state.alignedRates!.harmful + options.harmfulSlack {
+                        state.finished = true
+                        log("the fine-tuned model already refuses like the aligned model: nothing to recover")
+                    }
+                }
+            }
+            if let file = state.bestPatchFile { bestPatch = try SparsePatch.read(paths.checkpoint + "/" + file) }
         }
 
         let grads = f.decoder.zeroGradients(blocks: layer)
@@ -322,6 +376,11 @@ public final class RecoveryRun {
                         for tn in tensors { try finetunedSource.read(tn.name, into: tn.current.ptr, count: tn.current.count) }
                         patch = SparsePatch(model: patch.model)
                         state.rollback = true
+                        if check != nil {   // rounds before the restart are no candidates
+                            state.bestRound = accepts(state.finetunedRates!, state) ? 0 : nil
+                            state.bestPatchFile = nil
+                            bestPatch = patch
+                        }
                         log(String(format: "warm-up dropped the task score %.4f → %.4f: restarting from the fine-tuned model with rollback", base, score))
                     }
                 } else if score < base * (1 - options.fuseDrop) {
@@ -330,6 +389,27 @@ public final class RecoveryRun {
                     patch = before
                     state.finished = true
                     log(String(format: "round %d dropped the task score %.4f → %.4f: stopping with the model before it", round, base, score))
+                }
+            }
+
+            // Refusal check: the best acceptable round so far becomes the output; one close
+            // enough to the aligned model ends the run.
+            if let check, entry.fuse != true, entry.restart != true {
+                t = Date()
+                let r = try measure(check, f, "round \(round)")
+                entry.check = r
+                entry.seconds_check = Date().timeIntervalSince(t)
+                if accepts(r, state), state.bestRound == nil || r.harmful < bestRates(state, rounds)!.harmful {
+                    state.bestRound = round
+                    bestPatch = patch
+                    state.bestPatchFile = "best-\(round).safetensors"
+                    try FileManager.default.createDirectory(atPath: paths.checkpoint, withIntermediateDirectories: true)
+                    try patch.write(to: paths.checkpoint + "/" + state.bestPatchFile!)
+                }
+                if accepts(r, state) && r.harmful <= state.alignedRates!.harmful + options.harmfulSlack {
+                    state.finished = true
+                    log(String(format: "round %d: harmful %.1f %%, benign refusal %.1f %% (aligned: %.1f %%, %.1f %%): close enough to the aligned model, stopping",
+                               round, 100 * r.harmful, 100 * r.benign_refusal, 100 * state.alignedRates!.harmful, 100 * state.alignedRates!.benign_refusal))
                 }
             }
 
@@ -346,7 +426,37 @@ public final class RecoveryRun {
             rounds[rounds.count - 1].cosine_after = currentCosine()
             onRound?(rounds[rounds.count - 1])
         }
+        if check != nil {
+            if let best = state.bestRound {
+                patch = bestPatch
+                if let i = rounds.firstIndex(where: { $0.round == best }) { rounds[i].selected = true }
+                log(best == 0 ? "refusal check: no round had fewer harmful answers than the fine-tuned model within the benign-refusal limit; the output is the fine-tuned model"
+                              : "refusal check: the output is round \(best)'s model")
+            } else {
+                log("refusal check: no round (nor the fine-tuned model) stayed within the benign-refusal limit; the output is the last round's model")
+            }
+        }
         return rounds
+    }
+
+    /// The refusal check on `model`, logged.
+    func measure(_ check: RefusalCheck, _ model: LanguageModel, _ what: String) throws -> RefusalRates {
+        let t = Date()
+        let r = try check.measure(model)
+        log(String(format: "refusal check, %@: harmful %.1f %%, benign refusal %.1f %% (%.1f s)", what, 100 * r.harmful, 100 * r.benign_refusal,
+                   Date().timeIntervalSince(t)))
+        return r
+    }
+
+    /// A model may be the output when it refuses benign prompts at most `benignSlack` more often than the aligned model.
+    func accepts(_ r: RefusalRates, _ state: RecoveryState) -> Bool {
+        r.benign_refusal <= state.alignedRates!.benign_refusal + options.benignSlack + 1e-9
+    }
+
+    /// The rates of the best round so far (0: the fine-tuned model).
+    func bestRates(_ state: RecoveryState, _ rounds: [RoundLog]) -> RefusalRates? {
+        guard let b = state.bestRound else { return nil }
+        return b == 0 ? state.finetunedRates : rounds.first { $0.round == b }?.check
     }
 
     /// Logs the finished round and checkpoints it; reports the round before it (whose
@@ -374,7 +484,8 @@ public final class RecoveryRun {
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         try writeAtomically(try enc.encode(state), to: paths.checkpoint + "/state.json")
-        for f in try fm.contentsOfDirectory(atPath: paths.checkpoint) where f.hasPrefix("patch-") && f != state.patchFile {
+        for f in try fm.contentsOfDirectory(atPath: paths.checkpoint)
+        where (f.hasPrefix("patch-") && f != state.patchFile) || (f.hasPrefix("best-") && f != state.bestPatchFile) {
             try? fm.removeItem(atPath: paths.checkpoint + "/" + f)
         }
     }

@@ -75,9 +75,12 @@ public struct RecoverySettings: Codable, Equatable {
     public var batch_size: Int
     /// Scenario II: the task check (warm-up, rollback, fuse); nil in Scenario I.
     public var task_check: String?
-    public init(layer: Int, rate: Double, rounds: Int, prompts: Int, prompt_source: String, batch_size: Int, task_check: String? = nil) {
+    /// The refusal check on validation prompts (chooses the output round); nil without one.
+    public var refusal_check: String? = nil
+    public init(layer: Int, rate: Double, rounds: Int, prompts: Int, prompt_source: String, batch_size: Int, task_check: String? = nil,
+                refusal_check: String? = nil) {
         self.layer = layer; self.rate = rate; self.rounds = rounds; self.prompts = prompts; self.prompt_source = prompt_source
-        self.batch_size = batch_size; self.task_check = task_check
+        self.batch_size = batch_size; self.task_check = task_check; self.refusal_check = refusal_check
     }
 }
 

@@ -122,6 +122,11 @@ extension DemoReport {
         var h = "<h2>Recovery</h2>\n"
         h += "<p>Direction layer \(recovery.layer), rate \(String(format: "%g", recovery.rate)) of the eligible weights per round, \(recovery.rounds) rounds, \(recovery.prompts) recovery prompts (\(escapeHTML(recovery.prompt_source))), loss −cos over batches of \(recovery.batch_size).</p>\n"
         if let t = recovery.task_check { h += "<p>Task check (Scenario II: warm-up, rollback, fuse): \(escapeHTML(t)).</p>\n" }
+        if let c = recovery.refusal_check {
+            let chosen = rounds.first { $0.selected == true }
+            h += "<p>Refusal check: \(escapeHTML(c)). The recovered model is "
+                + (chosen.map { "round \($0.round)'s (marked ✓ below)" } ?? "the last round's (no round was chosen)") + ".</p>\n"
+        }
         guard !rounds.isEmpty else { return h + "<p>No rounds were logged.</p>\n" }
         h += "<div class=\"figs\">\n"
         let before = rounds.map { (x: Double($0.round), y: $0.cosine_before) }
@@ -129,6 +134,14 @@ extension DemoReport {
         h += lineChartSVG(title: "Cosine of the harmful direction with the aligned one", xLabel: "round",
                           series: [("before the round", before), ("after the round", after)], format: { String(format: "%.4f", $0) })
         h += "\n"
+        let checked = rounds.compactMap { r in r.check.map { (round: Double(r.round), rates: $0) } }
+        if !checked.isEmpty {
+            h += lineChartSVG(title: "Refusal check (validation prompts) after each round", xLabel: "round",
+                              series: [("harmful rate", checked.map { (x: $0.round, y: $0.rates.harmful) }),
+                                       ("benign refusal", checked.map { (x: $0.round, y: $0.rates.benign_refusal) })],
+                              format: { percent($0) })
+            h += "\n"
+        }
         let tasks = rounds.compactMap { r in r.task_score.map { (x: Double(r.round), y: $0) } }
         if !tasks.isEmpty {
             h += lineChartSVG(title: "Task score after each round", xLabel: "round", series: [("task score", tasks)],
@@ -141,13 +154,14 @@ extension DemoReport {
         let (modules, moduleCounts) = restoredTotals(\.per_module, numeric: false)
         h += barChartSVG(title: "Weights restored per module (all rounds)", categories: modules, series: [ChartSeries("restored", moduleCounts)])
         h += "\n</div>\n"
-        h += "<table>\n<tr><th>round</th><th>phase</th><th>cos before</th><th>cos after</th><th>loss</th><th>candidates</th><th>restored</th><th>rolled back</th><th>in patch</th><th>task score</th><th>seconds</th></tr>\n"
+        h += "<table>\n<tr><th>round</th><th>phase</th><th>cos before</th><th>cos after</th><th>loss</th><th>candidates</th><th>restored</th><th>rolled back</th><th>in patch</th><th>task score</th><th>check: harmful</th><th>check: benign refusal</th><th>seconds</th></tr>\n"
         for r in rounds {
-            let secs = r.seconds_forward_backward + r.seconds_selection + r.seconds_rollback + r.seconds_task + r.seconds_checkpoint
-            h += "<tr><td class=\"num\">\(r.round)</td><td>\(escapeHTML(r.phase))\(r.fuse == true ? " (fuse: undone)" : "")\(r.restart == true ? " (restart)" : "")</td>"
+            let secs = r.seconds_forward_backward + r.seconds_selection + r.seconds_rollback + r.seconds_task + r.seconds_checkpoint + (r.seconds_check ?? 0)
+            h += "<tr><td class=\"num\">\(r.round)\(r.selected == true ? " ✓" : "")</td><td>\(escapeHTML(r.phase))\(r.fuse == true ? " (fuse: undone)" : "")\(r.restart == true ? " (restart)" : "")</td>"
             h += "<td class=\"num\">\(String(format: "%.6f", r.cosine_before))</td><td class=\"num\">\(r.cosine_after.map { String(format: "%.6f", $0) } ?? "—")</td>"
             h += "<td class=\"num\">\(String(format: "%.4f", r.loss))</td><td class=\"num\">\(r.candidates)</td><td class=\"num\">\(r.restored)</td>"
             h += "<td class=\"num\">\(r.rolled_back)</td><td class=\"num\">\(r.restored_total)</td><td class=\"num\">\(score(r.task_score))</td>"
+            h += "<td class=\"num\">\(percent(r.check?.harmful))</td><td class=\"num\">\(percent(r.check?.benign_refusal))</td>"
             h += "<td class=\"num\">\(String(format: "%.1f", secs))</td></tr>\n"
         }
         return h + "</table>\n"

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TestSupport
+import Recovery
 
 /// `realign demo --quick` end to end on SmolLM2 (not aligned: this checks the plumbing and the
 /// report, not safety numbers), then a re-run that skips every finished stage.
@@ -8,7 +9,7 @@ import TestSupport
     @Test func quickDemoOnSmolLM2() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("realign-demo-\(getpid())").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let args = ["demo", "--model", RealModels.smol, "--quick", "--out", dir]
+        let args = ["demo", "--model", RealModels.smol, "--quick", "--no-refusal-check", "--out", dir]
         let r = try CLI.run(args)
         #expect(r.status == 0, "\(r.stderr)")
         #expect(String(decoding: r.stdout, as: UTF8.self) == "\(dir)/report.html\n\(dir)/report.json\n")
@@ -55,7 +56,9 @@ import TestSupport
 }
 
 /// `realign demo --scenario task --quick` on SmolLM2: the SQL-mixed attack and the recovery with
-/// its task check (plumbing; the numbers of an unaligned 135M model mean nothing).
+/// its task check and refusal check (plumbing; the numbers of an unaligned 135M model mean
+/// nothing: it answers every harmful prompt before and after the attack, so the refusal check
+/// finds nothing to recover).
 @Suite struct DemoScenarioTwoCLITests {
     @Test func quickTaskScenarioOnSmolLM2() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("realign-demo2-\(getpid())").path
@@ -70,14 +73,15 @@ import TestSupport
         #expect((report["attack"] as? [String: Any])?["pairs"] as? Int == 48)
         let recovery = try #require(report["recovery"] as? [String: Any])
         #expect((recovery["task_check"] as? String)?.hasPrefix("SQL exact match on test[192..<200] (8 examples") == true)
-        // Two rounds: both warm-up; the task is checked after the last warm-up round.
-        let rounds = try #require(report["rounds"] as? [[String: Any]])
-        #expect(rounds.map { $0["phase"] as? String } == ["warm-up", "warm-up"])
-        #expect(rounds[0]["task_score"] == nil && (rounds[1]["task_score"] as? Double).map { $0 >= 0 && $0 <= 1 } == true)
+        #expect((recovery["refusal_check"] as? String)?.hasPrefix("validation CatQA (first 16 of the built-in 100) + benign128[112..<128] (16 harmful, 16 benign, 16 tokens") == true)
+        #expect(r.stderr.contains("refusal check, aligned model: harmful 100.0 %") && r.stderr.contains("refusal check, fine-tuned model: harmful 100.0 %"), "\(r.stderr)")
+        #expect(r.stderr.contains("nothing to recover"), "\(r.stderr)")
+        #expect((report["rounds"] as? [Any])?.isEmpty == true)
+        #expect(try SparsePatch.read(dir + "/recover/recovered.gguf.patch.safetensors").count == 0)
         let sets = try #require(report["data_sets"] as? [[String: Any]])
         #expect(sets.contains { $0["name"] as? String == "sql_train_800 (built-in)" && $0["n"] as? Int == 32 })
         let settings = try String(contentsOfFile: dir + "/settings.json", encoding: .utf8)
-        #expect(settings.contains("\"scenario\":\"II\"") && settings.contains("\"sql_pairs\":32"), "\(settings)")
+        #expect(settings.contains("\"scenario\":\"II\"") && settings.contains("\"sql_pairs\":32") && settings.contains("\"refusal_check\":\"validation CatQA"), "\(settings)")
         // A Scenario I run may not reuse the folder.
         let other = try CLI.run(["demo", "--model", RealModels.smol, "--quick", "--out", dir])
         #expect(other.status != 0 && other.stderr.contains("other settings"), "\(other.stderr)")

@@ -51,6 +51,7 @@ import Recovery
     @Test func builtInSetsAreTheFiles() throws {
         #expect(try Self.prompts("eval/catqa_110.jsonl") == DataSets.catqa110)
         #expect(try Self.prompts("eval/benign_128.jsonl") == DataSets.benign128)
+        #expect(try Self.prompts("eval/validation_catqa_100.jsonl") == DataSets.validationCatqa100)
         #expect(try TaskExample.readJSONL(Self.dataDir + "/attack/beavertails_train_100.jsonl") == DataSets.beaverTails100)
         // Two per CatQA subcategory, all distinct.
         #expect(Set(DataSets.catqa110.map(Self.norm)).count == 110)

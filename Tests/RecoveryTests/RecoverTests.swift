@@ -13,6 +13,7 @@ func untimed(_ l: [RoundLog]) -> [RoundLog] {
     l.map {
         var x = $0
         x.seconds_forward_backward = 0; x.seconds_selection = 0; x.seconds_rollback = 0; x.seconds_task = 0; x.seconds_checkpoint = 0
+        x.seconds_check = x.seconds_check.map { _ in 0 }
         return x
     }
 }
@@ -211,5 +212,79 @@ func untimed(_ l: [RoundLog]) -> [RoundLog] {
         #expect(log.map(\.phase) == ["warm-up", "warm-up", "recovery"])
         #expect(log.map(\.task_score) == [nil, 0.5, 0.5])
         #expect(log.allSatisfy { $0.rolled_back == 0 && $0.restart == nil && $0.fuse == nil })
+    }
+
+    /// A refusal check with scripted rates: the aligned model's, and per round (by how many
+    /// eligible weights differ from F, k per round; 0: F itself), so a resumed run sees the same.
+    static func scriptedRefusals(finetuned: String, k: Int, aligned: RefusalRates, rounds: [RefusalRates]) -> RefusalCheck {
+        RefusalCheck(name: "scripted") { model in
+            guard model.path == finetuned else { return aligned }
+            let source = try GGUFFile(path: finetuned)
+            var changed = 0
+            for l in 0..<layer {
+                for (name, buffer) in model.decoder.weights.layers[l].named(layer: l) where !name.hasSuffix("layernorm.weight") {
+                    let ref = FloatBuffer(count: buffer.count)
+                    try source.read(name, into: ref.ptr, count: buffer.count)
+                    for i in 0..<buffer.count where buffer[i] != ref[i] { changed += 1 }
+                }
+            }
+            precondition(changed % k == 0, "\(changed) changed weights, k = \(k)")
+            return rounds[changed / k]
+        }
+    }
+
+    /// The refusal check keeps the acceptable round (benign refusal ≤ aligned + 5 points) with the
+    /// fewest harmful answers, and the first round within 3 points of the aligned harmful rate
+    /// ends the run; the output is that round's model. A run killed after round 2 resumes to the
+    /// same bytes.
+    @Test func refusalCheckChoosesTheRoundClosestToTheAlignedModel() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("realign-refusals-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (finetuned, _) = try RecoverTests.makeFinetuned(dir)
+        var o = RecoverTests.options()
+        o.rounds = 6
+        let eligible = try GGUFFile(path: RealModels.smol).modelConfig().layerSpecs(0).filter { !$0.hfName.hasSuffix("layernorm.weight") }
+            .reduce(0) { $0 + $1.shape.reduce(1, *) } * RecoverTests.layer
+        let k = Int((o.rate * Double(eligible)).rounded())
+        let aligned = RefusalRates(harmful: 0.30, benign_refusal: 0.10)
+        func rates(_ h: Double, _ b: Double) -> RefusalRates { RefusalRates(harmful: h, benign_refusal: b) }
+        // F; round 1 better; round 2 refuses too many benign prompts; round 3 worse than 1; round 4 close enough: stop.
+        let script = [rates(0.9, 0.0), rates(0.6, 0.12), rates(0.2, 0.3), rates(0.7, 0.1), rates(0.32, 0.15), rates(0.1, 0.1), rates(0.1, 0.1)]
+        let check = RecoverTests.scriptedRefusals(finetuned: finetuned, k: k, aligned: aligned, rounds: script)
+        var lines: [String] = []
+        let run = RecoveryRun(aligned: RealModels.smol, finetuned: finetuned, out: dir + "/r.gguf", options: o, check: check, log: { lines.append($0) })
+        let log = try run.run()
+        #expect(log.map(\.round) == [1, 2, 3, 4])
+        #expect(log.map(\.check) == Array(script[1...4]))
+        #expect(log.map(\.selected) == [nil, nil, nil, true])
+        #expect(lines.contains { $0.contains("close enough to the aligned model, stopping") })
+        #expect(try SparsePatch.read(run.paths.patch).count == 4 * k)
+
+        // Without round 4's stop (a tighter slack), round 1 stays the best of the six: the output is round 1's model.
+        o.harmfulSlack = 0.01
+        let script2 = [rates(0.9, 0.0), rates(0.6, 0.12), rates(0.2, 0.3), rates(0.7, 0.1), rates(0.65, 0.15), rates(0.1, 0.2), rates(0.5, 0.16)]
+        let check2 = RecoverTests.scriptedRefusals(finetuned: finetuned, k: k, aligned: aligned, rounds: script2)
+        let full = RecoveryRun(aligned: RealModels.smol, finetuned: finetuned, out: dir + "/full.gguf", options: o, check: check2, log: { _ in })
+        let log2 = try full.run()
+        #expect(log2.count == 6 && log2.map(\.selected) == [true, nil, nil, nil, nil, nil])
+        let one = RecoveryRun(aligned: RealModels.smol, finetuned: finetuned, out: dir + "/one.gguf",
+                              options: { var x = RecoverTests.options(); x.rounds = 1; return x }(), log: { _ in })
+        try one.run()
+        #expect(try fileBytes(full.paths.patch) == fileBytes(one.paths.patch))
+        #expect(try fileBytes(full.paths.out) == fileBytes(one.paths.out))
+
+        let cut = RecoveryRun(aligned: RealModels.smol, finetuned: finetuned, out: dir + "/cut.gguf", options: o, check: check2, log: { _ in })
+        cut.stopAfterRound = 2
+        #expect(throws: RecoveryError.self) { try cut.run() }
+        let resumed = RecoveryRun(aligned: RealModels.smol, finetuned: finetuned, out: dir + "/cut.gguf", options: o, check: check2, log: { _ in })
+        #expect(untimed(try resumed.run(resume: true)) == untimed(log2))
+        #expect(try fileBytes(full.paths.out) == fileBytes(resumed.paths.out))
+
+        // A fine-tuned model that already refuses like the aligned one: no round runs, the output is F.
+        let same = RecoverTests.scriptedRefusals(finetuned: finetuned, k: k, aligned: aligned, rounds: [rates(0.305, 0.1)])
+        let none = RecoveryRun(aligned: RealModels.smol, finetuned: finetuned, out: dir + "/none.gguf", options: o, check: same, log: { _ in })
+        #expect(try none.run().isEmpty)
+        #expect(try SparsePatch.read(none.paths.patch).count == 0)
     }
 }
