@@ -114,6 +114,7 @@ public struct RecoveryPaths {
     public var patch: String { out + ".patch.safetensors" }
     public var log: String { out + ".log.jsonl" }
     public var checkpoint: String { out + ".checkpoint" }
+    public func roundPatch(_ round: Int) -> String { out + ".round-\(round).patch.safetensors" }
     public init(out: String) { self.out = out }
 }
 
@@ -175,6 +176,8 @@ public final class RecoveryRun {
     public var streaming: Bool? = nil
     /// A GGUF output's type for patched tensors (ModelOutput.ggufTypes).
     public var outputType: GGMLType = .f32
+    /// Also write every round's patch to `paths.roundPatch(r)` (to study rounds afterwards).
+    public var keepRoundPatches = false
 
     public init(aligned: String, finetuned: String, adapter: String? = nil, out: String, options: RecoveryOptions,
                 task: TaskCheck? = nil, check: RefusalCheck? = nil, log: @escaping (String) -> Void = stderrLine) {
@@ -469,6 +472,7 @@ public final class RecoveryRun {
         state.patchFile = "patch-\(entry.round).safetensors"
         state.log = rounds
         try writeCheckpoint(patch, state)
+        if keepRoundPatches { try patch.write(to: paths.roundPatch(entry.round)) }
         rounds[rounds.count - 1].seconds_checkpoint = Date().timeIntervalSince(t)
         if rounds.count >= 2 { onRound?(rounds[rounds.count - 2]) }
         if entry.round == stopAfterRound { throw RecoveryError("stopped after round \(entry.round) (test)") }

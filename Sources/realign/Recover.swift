@@ -51,6 +51,7 @@ struct Recover: ParsableCommand {
     @Option(help: "Refusal check: a round whose harmful rate is at most the aligned model's plus this ends the run.") var harmfulSlack = 0.03
     @Option(help: "Layer-major rounds, one block of weights and gradients in memory at a time (same result; for models larger than memory): auto (when the blocks below the layer, their gradients and one pass's activations would take more than half the memory), on, off. Not with --task.") var streaming = "auto"
     @Option(help: ggufOutputTypeHelp) var dtype: String = "f32"
+    @Flag(help: "Also write every round's patch as OUT.round-N.patch.safetensors (apply-patch turns one into that round's model).") var keepRoundPatches = false
     @Flag(help: "Continue from OUT.checkpoint.") var resume = false
     @Flag(help: "Print the round log as JSON lines on stdout.") var json = false
 
@@ -96,6 +97,7 @@ struct Recover: ParsableCommand {
                             out: out, options: o, task: check, check: refusals)
         r.streaming = streaming == "auto" ? nil : streaming == "on"
         r.outputType = try ggufOutputType(dtype)
+        r.keepRoundPatches = keepRoundPatches
         try r.run(resume: resume) { line in
             if json { try? printJSON(line) }
         }

@@ -266,12 +266,15 @@ func untimed(_ l: [RoundLog]) -> [RoundLog] {
         let script2 = [rates(0.9, 0.0), rates(0.6, 0.12), rates(0.2, 0.3), rates(0.7, 0.1), rates(0.65, 0.15), rates(0.1, 0.2), rates(0.5, 0.16)]
         let check2 = RecoverTests.scriptedRefusals(finetuned: finetuned, k: k, aligned: aligned, rounds: script2)
         let full = RecoveryRun(aligned: RealModels.smol, finetuned: finetuned, out: dir + "/full.gguf", options: o, check: check2, log: { _ in })
+        full.keepRoundPatches = true
         let log2 = try full.run()
+        #expect(try (1...6).map { try SparsePatch.read(full.paths.roundPatch($0)).count } == (1...6).map { $0 * k })
         #expect(log2.count == 6 && log2.map(\.selected) == [true, nil, nil, nil, nil, nil])
         let one = RecoveryRun(aligned: RealModels.smol, finetuned: finetuned, out: dir + "/one.gguf",
                               options: { var x = RecoverTests.options(); x.rounds = 1; return x }(), log: { _ in })
         try one.run()
         #expect(try fileBytes(full.paths.patch) == fileBytes(one.paths.patch))
+        #expect(try fileBytes(full.paths.roundPatch(1)) == fileBytes(one.paths.patch))
         #expect(try fileBytes(full.paths.out) == fileBytes(one.paths.out))
 
         let cut = RecoveryRun(aligned: RealModels.smol, finetuned: finetuned, out: dir + "/cut.gguf", options: o, check: check2, log: { _ in })
