@@ -138,18 +138,21 @@ func untimed(_ l: [RoundLog]) -> [RoundLog] {
     /// A task score that falls as the recovery changes F: 1 − (eligible weights differing
     /// from F) / scale. Deterministic in the weights, so a resumed run sees the same scores.
     static func weightDriftCheck(finetuned: String, scale: Double) -> TaskCheck {
-        TaskCheck(name: "drift/\(scale)") { model in
-            let source = try GGUFFile(path: finetuned)
-            var changed = 0
-            for l in 0..<layer {
-                for (name, buffer) in model.decoder.weights.layers[l].named(layer: l) where !name.hasSuffix("layernorm.weight") {
-                    let ref = FloatBuffer(count: buffer.count)
-                    try source.read(name, into: ref.ptr, count: buffer.count)
-                    for i in 0..<buffer.count where buffer[i] != ref[i] { changed += 1 }
-                }
+        TaskCheck(name: "drift/\(scale)") { model in 1 - Double(try changedWeights(model, from: finetuned)) / scale }
+    }
+
+    /// How many eligible weights of blocks below `layer` differ from the model at `finetuned`.
+    static func changedWeights(_ model: LanguageModel, from finetuned: String) throws -> Int {
+        let source = try GGUFFile(path: finetuned)
+        var changed = 0
+        for l in 0..<layer {
+            for (name, buffer) in model.decoder.weights.layers[l].named(layer: l) where !name.hasSuffix("layernorm.weight") {
+                let ref = FloatBuffer(count: buffer.count)
+                try source.read(name, into: ref.ptr, count: buffer.count)
+                for i in 0..<buffer.count where buffer[i] != ref[i] { changed += 1 }
             }
-            return 1 - Double(changed) / scale
         }
+        return changed
     }
 
     static func scenarioIIOptions() -> RecoveryOptions {
@@ -219,15 +222,7 @@ func untimed(_ l: [RoundLog]) -> [RoundLog] {
     static func scriptedRefusals(finetuned: String, k: Int, aligned: RefusalRates, rounds: [RefusalRates]) -> RefusalCheck {
         RefusalCheck(name: "scripted") { model in
             guard model.path == finetuned else { return aligned }
-            let source = try GGUFFile(path: finetuned)
-            var changed = 0
-            for l in 0..<layer {
-                for (name, buffer) in model.decoder.weights.layers[l].named(layer: l) where !name.hasSuffix("layernorm.weight") {
-                    let ref = FloatBuffer(count: buffer.count)
-                    try source.read(name, into: ref.ptr, count: buffer.count)
-                    for i in 0..<buffer.count where buffer[i] != ref[i] { changed += 1 }
-                }
-            }
+            let changed = try changedWeights(model, from: finetuned)
             precondition(changed % k == 0, "\(changed) changed weights, k = \(k)")
             return rounds[changed / k]
         }
