@@ -281,7 +281,7 @@ private func dequantQ3_K(_ src: UnsafePointer<UInt8>, _ blocks: Int, _ dst: Unsa
 
 // The 8 (scale, min) pairs of Q4_K/Q5_K, 6 bits each, packed in 12 bytes.
 @inline(__always)
-private func scaleMinK4(_ j: Int, _ s: UnsafePointer<UInt8>) -> (UInt8, UInt8) {
+func scaleMinK4(_ j: Int, _ s: UnsafePointer<UInt8>) -> (UInt8, UInt8) {
     if j < 4 { return (s[j] & 63, s[j + 4] & 63) }
     return ((s[j + 4] & 0xF) | (s[j - 4] >> 6) << 4, (s[j + 4] >> 4) | (s[j] >> 6) << 4)
 }

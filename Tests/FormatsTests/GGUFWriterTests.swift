@@ -95,6 +95,37 @@ import TestSupport
         }
     }
 
+    /// llama.cpp's `quantize_row_q4_K_ref` on weight-like, flat, zero, tiny, huge and
+    /// offset blocks (scripts/make_q4k_fixtures.sh): the same 144 bytes per block.
+    @Test func q4_KMatchesLlamaCppBitForBit() throws {
+        let data = try fileBytes(Self.dir + "/q4_k.bin")
+        #expect(data.prefix(4) == Data("Q4KF".utf8))
+        let blocks = Int(data.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 4, as: UInt32.self) })
+        let n = 256 * blocks
+        let x = data.withUnsafeBytes { p in (0..<n).map { Float(bitPattern: p.loadUnaligned(fromByteOffset: 8 + 4 * $0, as: UInt32.self)) } }
+        let want = [UInt8](data[(8 + 4 * n)...])
+        #expect(blocks == 24 && want.count == blocks * 144)
+        var got = [UInt8](repeating: 0, count: want.count)
+        try x.withUnsafeBufferPointer { xs in try got.withUnsafeMutableBytes { try quantize(.q4_K, xs.baseAddress!, count: n, into: $0.baseAddress!) } }
+        for b in 0..<blocks where got[(144 * b)..<(144 * b + 144)] != want[(144 * b)..<(144 * b + 144)] {
+            Issue.record("block \(b): got \(Array(got[(144 * b)..<(144 * b + 144)])), want \(Array(want[(144 * b)..<(144 * b + 144)]))")
+        }
+        // The weight-like blocks come back within a few per cent of their spread.
+        let back = try got.withUnsafeBytes { try dequantized(.q4_K, $0.baseAddress!, count: 256) }
+        let rms = (x.prefix(256).map { $0 * $0 }.reduce(0, +) / 256).squareRoot()
+        let err = (zip(back, x.prefix(256)).map { ($0 - $1) * ($0 - $1) }.reduce(0, +) / 256).squareRoot()
+        #expect(err < 0.15 * rms && err > 0)
+    }
+
+    @Test func q4_KRefusesNonFiniteValues() throws {
+        var x = [Float](repeating: 1, count: 512)
+        x[300] = -.infinity
+        var out = [UInt8](repeating: 0, count: 288)
+        #expect(throws: DequantizeError("element 300 is -inf; Q4_K stores finite values only")) {
+            try x.withUnsafeBufferPointer { xs in try out.withUnsafeMutableBytes { try quantize(.q4_K, xs.baseAddress!, count: 512, into: $0.baseAddress!) } }
+        }
+    }
+
     /// Copying a real model's metadata and tensors gives back the very same file.
     @Test(arguments: [RealModels.smol, RealModels.qwen])
     func copyOfRealModelIsIdentical(_ path: String) throws {
