@@ -298,15 +298,19 @@ extension LoRAAdapter {
     }
 
     /// Writes a folder `PeftModel.from_pretrained` loads: `adapter_config.json` (plain LoRA
-    /// or rsLoRA, one r and alpha for all modules) and `adapter_model.safetensors` (tensors in
+    /// or rsLoRA, r and alpha for all modules but those `rankPattern`/`alphaPattern` name, as
+    /// PEFT's rank_pattern and alpha_pattern) and `adapter_model.safetensors` (tensors in
     /// `dtype`). `targetModules` are PEFT's target_modules (module names such as "q_proj",
     /// or full module paths); every written module must be selected by them. The folder is
     /// created if needed; both files are written atomically.
     public static func write(to folder: String, modules: [Weights], rank: Int, alpha: Double, useRSLoRA: Bool = false,
+                             rankPattern: [(String, Int)] = [], alphaPattern: [(String, Double)] = [],
                              targetModules: [String], baseModel: String?, dtype: SafetensorsDType = .f32) throws {
         func fail(_ m: String) -> FormatError { FormatError(folder, m) }
         guard rank > 0 else { throw fail("LoRA rank must be positive, not \(rank)") }
-        guard alpha.isFinite else { throw fail("lora_alpha must be finite") }
+        guard alpha.isFinite, alphaPattern.allSatisfy({ $0.1.isFinite }) else { throw fail("lora_alpha must be finite") }
+        guard rankPattern.allSatisfy({ $0.1 > 0 }) else { throw fail("rank_pattern ranks must be positive") }
+        func number(_ x: Double) -> JSONValue { x.rounded() == x && abs(x) < 1e15 ? .int(Int64(x)) : .double(x) }
         guard [.f32, .f16, .bf16].contains(dtype) else { throw fail("adapter tensors can be F32, F16 or BF16, not \(dtype.rawValue)") }
         guard !modules.isEmpty, !targetModules.isEmpty else { throw fail("nothing to write: no modules or no target_modules") }
         let matcher = ModuleMatcher(names: targetModules)
@@ -317,12 +321,13 @@ extension LoRAAdapter {
             let key = String(m.name.dropLast(".weight".count))
             guard seen.insert(key).inserted else { throw fail("\(m.name) is given twice") }
             guard matcher.matches(key) else { throw fail("\(key) is not selected by target_modules \(targetModules)") }
-            guard !m.a.isEmpty, !m.b.isEmpty, m.a.count % rank == 0, m.b.count % rank == 0 else {
-                throw fail("\(m.name): A has \(m.a.count) and B \(m.b.count) values, not multiples of r = \(rank)")
+            let r = try patternValue(rankPattern.map { ($0, Double($1)) }, key).map(Int.init) ?? rank
+            guard !m.a.isEmpty, !m.b.isEmpty, m.a.count % r == 0, m.b.count % r == 0 else {
+                throw fail("\(m.name): A has \(m.a.count) and B \(m.b.count) values, not multiples of r = \(r)")
             }
             guard m.a.allSatisfy(\.isFinite), m.b.allSatisfy(\.isFinite) else { throw fail("\(m.name): A or B holds NaN or infinite values") }
-            entries.append(.floats(prefix + key + ".lora_A.weight", shape: [rank, m.a.count / rank], as: dtype, m.a))
-            entries.append(.floats(prefix + key + ".lora_B.weight", shape: [m.b.count / rank, rank], as: dtype, m.b))
+            entries.append(.floats(prefix + key + ".lora_A.weight", shape: [r, m.a.count / r], as: dtype, m.a))
+            entries.append(.floats(prefix + key + ".lora_B.weight", shape: [m.b.count / r, r], as: dtype, m.b))
         }
         // The fields of peft 0.21's LoraConfig that matter for loading; the rest take their defaults.
         let config = JSONValue.object(JSONObject([
@@ -330,11 +335,11 @@ extension LoRAAdapter {
             ("task_type", .string("CAUSAL_LM")),
             ("base_model_name_or_path", baseModel.map(JSONValue.string) ?? .null),
             ("r", .int(Int64(rank))),
-            ("lora_alpha", alpha.rounded() == alpha && abs(alpha) < 1e15 ? .int(Int64(alpha)) : .double(alpha)),
+            ("lora_alpha", number(alpha)),
             ("use_rslora", .bool(useRSLoRA)),
             ("target_modules", .array(targetModules.map(JSONValue.string))),
-            ("rank_pattern", .object(JSONObject())),
-            ("alpha_pattern", .object(JSONObject())),
+            ("rank_pattern", .object(JSONObject(rankPattern.map { ($0, .int(Int64($1))) }))),
+            ("alpha_pattern", .object(JSONObject(alphaPattern.map { ($0, number($1)) }))),
             ("lora_dropout", .double(0)),
             ("bias", .string("none")),
             ("fan_in_fan_out", .bool(false)),

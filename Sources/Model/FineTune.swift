@@ -183,17 +183,42 @@ public final class FineTuneRun {
     // MARK: - files
 
     /// The adapter as a PEFT folder (adapter_config.json + adapter_model.safetensors, F32),
-    /// by `LoRAAdapter.write`.
+    /// by `LoRAAdapter.write`. A model that stores q/k/v and gate/up fused (phi3) has no
+    /// q_proj … up_proj modules for PEFT to adapt: their adapters are written as one LoRA on
+    /// the fused module, A = the parts' A stacked, B = their B block-diagonal (zero rows for
+    /// parts not targeted), rank and alpha × the number of parts (rank_pattern,
+    /// alpha_pattern) so the scale stays alpha/r. That is the same W + s·B·A, exactly.
     public func writeAdapter(to dir: String) throws {
-        var modules: [LoRAAdapter.Weights] = []
-        for (l, layer) in lora.modules.enumerated() {
-            for tgt in LoRATarget.allCases {
-                guard let m = layer[tgt] else { continue }
-                modules.append(LoRAAdapter.Weights(name: "model.layers.\(l).\(tgt.modulePath).weight", a: m.a.array, b: m.b.array))
+        let c = decoder.config, r = lora.rank
+        let groups: [(module: String, parts: [LoRATarget])] = c.traits.fusedProjections
+            ? [("self_attn.qkv_proj", [.q, .k, .v]), ("self_attn.o_proj", [.o]), ("mlp.gate_up_proj", [.gate, .up]), ("mlp.down_proj", [.down])]
+            : LoRATarget.allCases.map { ($0.modulePath, [$0]) }
+        var modules: [LoRAAdapter.Weights] = [], targetModules: [String] = []
+        var rankPattern: [(String, Int)] = [], alphaPattern: [(String, Double)] = []
+        for g in groups {
+            let targeted = g.parts.filter(lora.targets.contains)
+            guard !targeted.isEmpty else { continue }
+            let name = String(g.module.split(separator: ".").last!), rank = r * targeted.count
+            targetModules.append(name)
+            if targeted.count > 1 {
+                rankPattern.append((name, rank)); alphaPattern.append((name, Double(lora.alpha) * Double(targeted.count)))
+            }
+            let rows = g.parts.map { $0.shape(c).out }, inFeatures = g.parts[0].shape(c).in
+            for (l, layer) in lora.modules.enumerated() {
+                var a: [Float] = [], b = [Float](repeating: 0, count: rows.reduce(0, +) * rank)
+                var row0 = 0
+                for (part, n) in zip(g.parts, rows) {
+                    defer { row0 += n }
+                    guard let m = layer[part], let slot = targeted.firstIndex(of: part) else { continue }
+                    a += m.a.array                                  // [r × in] rows slot·r ..< (slot+1)·r
+                    for i in 0..<n { for j in 0..<r { b[(row0 + i) * rank + slot * r + j] = m.b.ptr[i * r + j] } }
+                }
+                precondition(a.count == rank * inFeatures)
+                modules.append(LoRAAdapter.Weights(name: "model.layers.\(l).\(g.module).weight", a: a, b: b))
             }
         }
-        try LoRAAdapter.write(to: dir, modules: modules, rank: lora.rank, alpha: Double(lora.alpha),
-                              targetModules: lora.targets.map(\.rawValue), baseModel: baseName)
+        try LoRAAdapter.write(to: dir, modules: modules, rank: r, alpha: Double(lora.alpha), rankPattern: rankPattern,
+                              alphaPattern: alphaPattern, targetModules: targetModules, baseModel: baseName)
     }
 
     func writeLog(_ log: [StepRecord]) throws {

@@ -178,4 +178,44 @@ struct FineTuneReference: Decodable {
         try first.run(resume: false) { _ in }
         #expect(throws: FormatError.self) { try wrong.run(resume: true) { _ in } }
     }
+
+    /// phi3 stores q/k/v and gate/up fused, so PEFT can only adapt qkv_proj and gate_up_proj:
+    /// the adapter is written on those (A stacked, B block-diagonal, rank and alpha × parts;
+    /// k left out here, so its rows of B are zero) and, read back and merged into the base,
+    /// gives the trained LoRA model's loss.
+    @Test func fusedProjectionsGetOneAdapterPerFusedModule() throws {
+        let dir = fixturesDir() + "/arch/phi3"
+        let config = try ModelConfig(hfConfigAt: dir + "/config.json")
+        let base = try SafetensorsModel(folder: dir)
+        let t = Transformer(weights: try ModelWeights.load(config: config, from: base))
+        var rng = SplitMix64(seed: 7)
+        let examples = (0..<4).map { _ in TrainingExample(ids: (0..<12).map { _ in Int(rng.next() % UInt64(config.vocabSize)) }, responseStart: 5) }
+        var o = FineTuneOptions()
+        o.rank = 2; o.alpha = 4; o.batch = 2; o.lr = 5e-2
+        o.targets = [.q, .v, .o, .gate, .up, .down]
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("realign-ft-phi3-\(getpid())").path
+        defer { try? FileManager.default.removeItem(atPath: tmp) }
+        let run = FineTuneRun(decoder: t, baseName: "phi3", examples: examples, options: o, out: tmp)
+        #expect(try run.run(resume: false) { _ in }.steps == 2)
+
+        let cfg = try JSONValue.parseFile(tmp + "/adapter_config.json")
+        #expect(cfg["target_modules"] == .array(["qkv_proj", "o_proj", "gate_up_proj", "down_proj"].map { .string($0) }))
+        #expect(cfg["rank_pattern"] == .object(JSONObject([("qkv_proj", .int(4)), ("gate_up_proj", .int(4))])))
+        #expect(cfg["alpha_pattern"] == .object(JSONObject([("qkv_proj", .int(8)), ("gate_up_proj", .int(8))])))
+        let adapter = try LoRAAdapter(folder: tmp)
+        let qkv = adapter.modules["model.layers.0.self_attn.qkv_proj.weight"]!
+        #expect(qkv.rank == 4 && qkv.scale == 2 && qkv.outFeatures == config.qDim + 2 * config.kvDim)
+        let kRows = (config.qDim * 4)..<((config.qDim + config.kvDim) * 4)
+        #expect(qkv.b[kRows].allSatisfy { $0 == 0 } && qkv.b.contains { $0 != 0 })
+
+        let total = Double(examples.reduce(0) { $0 + $1.lossTokens })
+        let before = t.responseLoss(examples, normalizer: total).lossSum
+        t.lora = run.lora
+        let trained = t.responseLoss(examples, normalizer: total).lossSum
+        t.lora = nil
+        let merged = Transformer(weights: try ModelWeights.load(config: config, from: try LoRAMergedParameters(base: base, adapter: adapter)))
+        let got = merged.responseLoss(examples, normalizer: total).lossSum
+        #expect(abs(trained - before) > 1e-3 * before, "training changed the loss: \(before) → \(trained)")
+        #expect(abs(got - trained) < 1e-5 * trained, "merged adapter loss \(got) vs trained LoRA \(trained)")
+    }
 }
