@@ -152,23 +152,26 @@ struct Demo: ParsableCommand {
         let recoveryLayer = s.layer!
         let evalSet = EvalSet(harmful: Array(harmful), benign: benign, task: task, maxTokens: s.max_tokens)
 
-        // Rough costs measured on an idle 2-core machine for Qwen 0.5B (the full default demo took
-        // 19.5 min, 2026-11-23; a busy machine is slower): ~70 answer tokens/s over an evaluation,
-        // ~1 s per harmful attack pair (~0.4 s per shorter SQL pair), ~0.17 s per recovery prompt per
-        // round plus ~2 s, ~0.6 s per task-check example, ~0.25 s per refusal-check prompt.
+        // Rough costs measured on an idle 2-core AMD EPYC (AVX2, OpenBLAS, ~140 GFLOP/s sgemm) for
+        // Qwen 0.5B (the default demo took 38 min there, 2026-12-06; a busy machine is slower):
+        // ~32 answer tokens/s over an evaluation, ~1.9 s per harmful attack pair (~1.4 s per
+        // shorter SQL pair), ~0.5 s per recovery prompt per round plus ~2 s, ~1.3 s per task-check
+        // example, ~0.6 s per refusal-check prompt, ~4 min of loading, directions and writing.
+        // Every round is counted: the refusal check usually ends the recovery sooner.
         let evalTokens = Double(harmful.count + benign.count) * Double(s.max_tokens) * 0.8 + Double(task.count) * 40
         let scale = Double(config.numLayers * config.hiddenSize) / Double(24 * 896)   // Qwen 0.5B = 1
-        let taskCheckSeconds = taskCheck == nil ? 0 : Double(s.rounds - min(ro.warmupRounds, s.rounds) + 2) * Double(taskCheckExamples.count) * 0.6
-        let checkSeconds = check == nil ? 0 : Double(s.rounds + 2) * Double(refusalCheckSets.harmful.count + refusalCheckSets.benign.count) * 0.25
-        let estimate = scale * (3 * evalTokens / 70 + Double(harmfulPairs.count) * 1.0 + Double(sqlPairs.count) * 0.4
-                                + Double(s.rounds) * (Double(s.recovery_prompts) * 0.17 + 2) + taskCheckSeconds + checkSeconds + 60)
+        let taskCheckSeconds = taskCheck == nil ? 0 : Double(s.rounds - min(ro.warmupRounds, s.rounds) + 2) * Double(taskCheckExamples.count) * 1.3
+        let checkSeconds = check == nil ? 0 : Double(s.rounds + 2) * Double(refusalCheckSets.harmful.count + refusalCheckSets.benign.count) * 0.6
+        let estimate = scale * (3 * evalTokens / 32 + Double(harmfulPairs.count) * 1.9 + Double(sqlPairs.count) * 1.4
+                                + Double(s.rounds) * (Double(s.recovery_prompts) * 0.5 + 2) + taskCheckSeconds + checkSeconds + 240)
         let scenarioName = scenario == .task ? "II (SQL task)" : "I"
         stderrLine("demo: Scenario \(scenarioName) on \(model) → \(out)\(quick ? " (--quick: small subsets, a plumbing check)" : "")")
         stderrLine("demo: 5 stages: aligned eval (\(harmful.count) harmful, \(benign.count) benign, \(task.count) SQL prompts, ≤\(s.max_tokens) tokens), "
                    + "attack (\(sqlPairs.isEmpty ? "" : "\(sqlPairs.count) SQL + ")\(harmfulPairs.count) harmful pairs), attacked eval, "
                    + "recover (up to \(s.rounds) rounds, \(s.recovery_prompts) prompts, layer \(recoveryLayer)\(taskCheck == nil ? "" : ", SQL task check on \(taskCheckExamples.count) examples")"
                    + "\(check == nil ? "" : ", refusal check on \(refusalCheckSets.harmful.count) + \(refusalCheckSets.benign.count) validation prompts")), recovered eval; "
-                   + "estimated at most \(formatMinutes(estimate)) on an idle 2-core machine (finished stages are skipped)")
+                   + "estimated at most \(formatMinutes(estimate)) on an idle 2-core machine with every round run"
+                   + "\(check == nil ? "" : " (the refusal check usually stops the recovery sooner)"); finished stages are skipped")
 
         let start = Date()
         func stageLog(_ k: Int, _ name: String) -> (String) -> Void {
