@@ -7,7 +7,9 @@ applied in memory.
      layout (I64 `<name>/indices`, F32 `<name>/values`, metadata format/version/shapes):
      ~1500 random indices in each of a permuted Q, a K, an MLP matrix, a norm and the
      embedding; values = the weights negated (the MLP's scaled by 1.0001 instead).
-  2. GGUF → GGUF: `realign apply-patch` (F32, and --dtype f16/q8_0/q4_k), then gguf-py's GGUFReader reads the output (types,
+  2. GGUF → GGUF: `realign apply-patch` (F32, and --dtype f16/q8_0/q4_k: touched tensors rounded
+     by gguf-py's quantize, or for Q4_K by llama.cpp's quantize_row_q4_K_ref built from source by
+     scripts/make_q4k_fixtures.sh --lib), then gguf-py's GGUFReader reads the output (types,
      shapes, metadata), transformers loads it (gguf_file=) and its logits equal those of the
      original model patched in torch; Realign's own top logits (`realign probe`) agree.
   3. HF folder → HF folder (F32 and BF16, sharded, made by save_pretrained): the same.
@@ -15,7 +17,7 @@ applied in memory.
 Run from the repository root after a release build:
   /opt/refvenv/bin/python scripts/check_apply_patch.py [workdir]
 """
-import json, os, subprocess, sys, tempfile
+import ctypes, json, os, subprocess, sys, tempfile
 import numpy as np
 import torch
 from gguf import GGUFReader, GGMLQuantizationType
@@ -58,6 +60,20 @@ def patch_in_memory(model, patch):
 
 def logits(model, ids):
     return model(torch.tensor([ids])).logits[0].float()
+
+def q4k_quantizer():
+    """llama.cpp's own quantize_row_q4_K_ref (gguf-py has no Q4_K quantiser), built as a shared
+    library by scripts/make_q4k_fixtures.sh --lib (from $LLAMA_CPP, or the pinned commit)."""
+    lib = os.path.join(tempfile.mkdtemp(prefix="q4k-"), "libq4k_reference.so")
+    subprocess.run(["scripts/make_q4k_fixtures.sh", "--lib", lib] + ([os.environ["LLAMA_CPP"]] if "LLAMA_CPP" in os.environ else []), check=True)
+    q = ctypes.CDLL(lib).quantize_row_q4_K_ref
+    q.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+    def quantize_q4k(w):   # [rows, n] float32, n a multiple of 256 → [rows, n / 256 · 144] bytes
+        x = np.ascontiguousarray(w, dtype=np.float32)
+        out = np.zeros((x.shape[0], x.shape[1] // 256 * 144), dtype=np.uint8)
+        q(x.ctypes.data, out.ctypes.data, x.size)
+        return out
+    return quantize_q4k
 
 def compare(label, got_model, want_model, ids, out_path, fp32_model=None):
     """transformers on the output vs on F + patch in memory (exact), and Realign's top-10 on
@@ -102,8 +118,10 @@ def main():
     patch_in_memory(want, patch)
     ok &= compare("GGUF", got, want, ids, out)
 
-    # GGUF → GGUF with lossy types: the patched tensors (not the F32 norm) rounded as
-    # gguf-py quantises them (Q4_K: gguf-py cannot quantise, so transformers vs Realign only).
+    # GGUF → GGUF with lossy types: the patched tensors (not the F32 norm) rounded by the
+    # reference quantisers: gguf-py for F16 and Q8_0, llama.cpp's for Q4_K. Rows that are not
+    # whole Q4_K blocks (SmolLM2's 576) fall back to Q8_0, as Realign and llama.cpp do.
+    quantize_q4k = q4k_quantizer()
     for dtype in ("f16", "q8_0", "q4_k"):
         out = os.path.join(work, f"recovered-{dtype}.gguf")
         if os.path.exists(out): os.remove(out)
@@ -113,16 +131,17 @@ def main():
         got = AutoModelForCausalLM.from_pretrained(work, gguf_file=os.path.basename(out), dtype=torch.float32)
         want = AutoModelForCausalLM.from_pretrained(d, gguf_file=name, dtype=torch.float32)
         patch_in_memory(want, patch)
-        if dtype != "q4_k":
-            qtype = {"f16": GGMLQuantizationType.F16, "q8_0": GGMLQuantizationType.Q8_0}[dtype]
-            params = dict(want.named_parameters())
-            for n in PATCHED:
-                if "layernorm" in n: continue   # F32 in the file: stays F32
-                w = params[n].detach().numpy()
-                params[n].data = torch.from_numpy(dequantize(quantize(w, qtype), qtype).reshape(w.shape).copy())
-            ok &= compare(f"GGUF {dtype}", got, want, ids, out)
-        else:
-            compare(f"GGUF {dtype} (transformers vs Realign on the output only)", got, want, ids, out)
+        params = dict(want.named_parameters())
+        for n in PATCHED:
+            if "layernorm" in n: continue   # F32 in the file: stays F32
+            w = params[n].detach().numpy()
+            if dtype == "q4_k" and w.shape[-1] % 256 == 0:
+                r = dequantize(quantize_q4k(w), GGMLQuantizationType.Q4_K)
+            else:
+                qtype = GGMLQuantizationType.F16 if dtype == "f16" else GGMLQuantizationType.Q8_0
+                r = dequantize(quantize(w, qtype), qtype)
+            params[n].data = torch.from_numpy(r.reshape(w.shape).copy())
+        ok &= compare(f"GGUF {dtype}", got, want, ids, out)
 
     # HF folder → HF folder, F32 and BF16, sharded
     for dtype in (torch.float32, torch.bfloat16):

@@ -11,8 +11,12 @@
 #include "ggml-impl.h"
 #include "ggml-quants.h"
 
-// What ggml.c would provide; the reference row quantiser needs only the fp16 table.
+// What ggml.c would provide; the reference row quantiser needs only the fp16 table, filled
+// when the program or library loads (the library's users never call main).
 float ggml_table_f32_f16[1 << 16];
+__attribute__((constructor)) static void fill_fp16_table(void) {
+    for (int i = 0; i < (1 << 16); i++) ggml_table_f32_f16[i] = ggml_compute_fp16_to_fp32((ggml_fp16_t)i);
+}
 void ggml_abort(const char * file, int line, const char * fmt, ...) { fprintf(stderr, "abort %s:%d\n", file, line); abort(); }
 size_t ggml_row_size(enum ggml_type type, int64_t ne) { (void)type; (void)ne; abort(); }
 const char * ggml_type_name(enum ggml_type type) { (void)type; return "?"; }
@@ -28,7 +32,6 @@ static float gaussian(void) { return (float)(sqrt(-2 * log(uniform())) * cos(6.2
 enum { N = 256, BLOCKS = 24 };
 
 int main(void) {
-    for (int i = 0; i < (1 << 16); i++) ggml_table_f32_f16[i] = ggml_compute_fp16_to_fp32((ggml_fp16_t)i);
     static float x[BLOCKS * N];
     for (int b = 0; b < BLOCKS; b++) {
         float * v = x + b * N;
