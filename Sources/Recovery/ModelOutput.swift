@@ -137,7 +137,7 @@ public enum ModelOutput {
         }
         var notes = type == .f32
             ? ["patched tensors are stored as F32 (their original types cannot hold the restored values); the file is larger than the input"]
-            : ["\(type.name) is lossy: the patched tensors' values (restored and fine-tuned alike) are rounded to it (tensors that were F32 stay F32); \(inexact) restored values changed"]
+            : ["\(type.name) is lossy: the patched tensors' values (restored and fine-tuned alike) are rounded to it (F32 norms stay F32); \(inexact) restored values changed"]
         if !fallbacks.isEmpty { notes.append("stored in another type: " + fallbacks.joined(separator: ", ")) }
         return Summary(out: out, format: "gguf", restored: patch.count, patched_tensors: patch.entries.count,
                        patched_tensor_types: types.sorted(), inexact: inexact, copied_files: [], skipped_files: [], notes: notes)
@@ -146,11 +146,12 @@ public enum ModelOutput {
     /// The types a GGUF output can store patched tensors as.
     public static let ggufTypes: [GGMLType] = [.f32, .f16, .q8_0, .q4_K].filter(canQuantize)
 
-    /// A patched tensor's stored type: F32 stays F32 (anything else would only lose
-    /// precision); rows that are not whole blocks of `type` fall back to Q8_0, then F16
+    /// A patched tensor's stored type: an F32 vector (a norm) stays F32, as llama.cpp's
+    /// quantize keeps it; matrices take `type`, F32 ones too (a merged model's adapted
+    /// tensors); rows that are not whole blocks of `type` fall back to Q8_0, then F16
     /// (llama.cpp's quantize falls back too).
     static func storedType(_ info: GGUFTensorInfo, _ type: GGMLType) -> GGMLType {
-        if info.type == .f32 { return .f32 }
+        if info.type == .f32 && info.shape.count < 2 { return .f32 }
         return [type, .q8_0, .f16].first { info.shape[0] % $0.blockSize == 0 } ?? .f32
     }
 

@@ -142,7 +142,7 @@ import Tensor
         try Self.expectSameLogits(out, f, patch, config: config)
     }
 
-    /// Lossy storage (F16, Q8_0, Q4_K): every touched tensor that was not F32 holds exactly
+    /// Lossy storage (F16, Q8_0, Q4_K): every touched tensor but an F32 norm holds exactly
     /// what the type's encoder makes of F + patch (rows that are not whole blocks fall back
     /// to Q8_0), and the summary counts the restored values that rounding changed.
     @Test(arguments: ModelOutput.ggufTypes.filter { $0 != .f32 })
@@ -156,7 +156,7 @@ import Tensor
         var inexact = 0, stored = Set<GGMLType>()
         for name in patch.tensorNames {
             let info = o.tensor(o.ggufName(name)!)!, was = f.tensor(f.ggufName(name)!)!
-            let want: GGMLType = was.type == .f32 ? .f32 : info.shape[0] % type.blockSize == 0 ? type : .q8_0
+            let want: GGMLType = was.type == .f32 && was.shape.count == 1 ? .f32 : info.shape[0] % type.blockSize == 0 ? type : .q8_0
             #expect(info.type == want, "\(name)")
             stored.insert(info.type)
             let n = info.elementCount
@@ -172,6 +172,22 @@ import Tensor
         #expect(stored.contains(type) && stored.contains(.f32))
         #expect(s.inexact == inexact && inexact > 0 && s.notes.first!.contains("lossy"))
         #expect(s.patched_tensor_types == stored.map(\.name).sorted())
+    }
+
+    /// A patched F32 matrix (a merged model's adapted tensors, or an earlier F32 output) takes
+    /// the chosen type; an F32 norm stays F32.
+    @Test func f32MatricesTakeTheTypeNormsStayF32() throws {
+        let path = fixturesDir().replacingOccurrences(of: "RecoveryTests", with: "ModelTests") + "/arch/llama3/model.gguf"
+        let names = ["model.layers.0.self_attn.q_proj.weight", "model.layers.0.mlp.down_proj.weight", "model.layers.0.input_layernorm.weight"]
+        let f32 = Self.temp("llama3-f32.gguf"), q8 = Self.temp("llama3-q8.gguf")
+        defer { for p in [f32, q8] { try? FileManager.default.removeItem(atPath: p) } }
+        let f = try GGUFFile(path: path)
+        try ModelOutput.write(finetuned: path, patch: try Self.makePatch(f, tensors: names), to: f32)
+        let m = try GGUFFile(path: f32)
+        #expect(names.map { m.tensor(m.ggufName($0)!)!.type } == [.f32, .f32, .f32])
+        try ModelOutput.write(finetuned: f32, patch: try Self.makePatch(m, tensors: names, seed: 8), to: q8, ggufType: .q8_0)
+        let o = try GGUFFile(path: q8)
+        #expect(names.map { o.tensor(o.ggufName($0)!)!.type } == [.q8_0, .q8_0, .f32])
     }
 
     /// A GGUF type for an HF folder's output is refused, not ignored.
