@@ -254,7 +254,7 @@ public final class RecoveryRun {
     func residentRounds(state: inout RecoveryState, patch: inout SparsePatch, aligned alignedSource: ParameterSource,
                         finetuned finetunedSource: ParameterSource, layer: Int, onRound: ((RoundLog) -> Void)?) throws -> [RoundLog] {
         // The aligned direction, from the aligned model (freed before F is loaded).
-        let t0 = Date()
+        var t0 = Date()
         // Only blocks below the direction layer ever run (the task check of Scenario II
         // generates, so there F is loaded whole).
         let target: [Float] = try {
@@ -262,6 +262,7 @@ public final class RecoveryRun {
             let a = try LanguageModel.load(alignedPath, blocks: check != nil && state.alignedRates == nil ? nil : layer, log: log)
             if let check, state.alignedRates == nil {
                 state.alignedRates = try measure(check, a, "aligned model")
+                t0 = Date()   // the check reports its own time
             }
             let ids = try options.prompts.map { try a.chat.promptIds($0) }
             log("aligned direction: layer \(layer), \(ids.count) prompts")
