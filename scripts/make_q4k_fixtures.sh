@@ -17,13 +17,13 @@ if [ -z "$src" ]; then
     git -C "$src" fetch -q --depth 1 https://github.com/ggerganov/llama.cpp "$commit"
     git -C "$src" checkout -q FETCH_HEAD
 fi
+cc=(gcc -O2 -ffp-contract=off -std=gnu11 -I"$src/ggml/include" -I"$src/ggml/src"
+    "$root/scripts/q4k_reference.c" "$src/ggml/src/ggml-quants.c" -lm)
 if [ -n "$lib" ]; then
-    gcc -O2 -ffp-contract=off -std=gnu11 -shared -fPIC -I"$src/ggml/include" -I"$src/ggml/src" \
-        "$root/scripts/q4k_reference.c" "$src/ggml/src/ggml-quants.c" -lm -o "$lib"
+    "${cc[@]}" -shared -fPIC -o "$lib"
     exit 0
 fi
 out="$(mktemp -d)"
-gcc -O2 -ffp-contract=off -std=gnu11 -I"$src/ggml/include" -I"$src/ggml/src" \
-    "$root/scripts/q4k_reference.c" "$src/ggml/src/ggml-quants.c" -lm -o "$out/q4k_reference"
+"${cc[@]}" -o "$out/q4k_reference"
 "$out/q4k_reference" > "$root/Tests/FormatsTests/Fixtures/gguf_writer/q4_k.bin"
 echo "wrote Tests/FormatsTests/Fixtures/gguf_writer/q4_k.bin (llama.cpp $commit)"

@@ -25,11 +25,11 @@ public func quantize(_ type: GGMLType, _ src: UnsafePointer<Float>, count: Int, 
     case .f32: dst.copyMemory(from: src, byteCount: 4 * count)
     case .f16: convertF32ToF16(src, count: count, into: dst)
     case .bf16: convertF32ToBF16(src, count: count, into: dst)
-    case .q8_0, .q4_K:
-        for i in 0..<count where !src[i].isFinite {
-            throw DequantizeError("element \(i) is \(src[i]); \(type.name) stores finite values only")
-        }
-        if type == .q8_0 { quantizeQ8_0(src, blocks: count / 32, into: dst); return }
+    case .q8_0:
+        try requireFinite(type, src, count: count)
+        quantizeQ8_0(src, blocks: count / 32, into: dst)
+    case .q4_K:
+        try requireFinite(type, src, count: count)
         // Q4_K's fit is ~100 flops a value: split big tensors over the cores (blocks are independent).
         let blocks = count / 256
         let workers = blocks >= 4096 ? ProcessInfo.processInfo.activeProcessorCount : 1
@@ -38,6 +38,12 @@ public func quantize(_ type: GGMLType, _ src: UnsafePointer<Float>, count: Int, 
             quantizeQ4_K(src + 256 * first, blocks: end - first, into: dst + 144 * first)
         }
     default: throw DequantizeError("cannot store values as \(type.name)")
+    }
+}
+
+private func requireFinite(_ type: GGMLType, _ src: UnsafePointer<Float>, count: Int) throws {
+    for i in 0..<count where !src[i].isFinite {
+        throw DequantizeError("element \(i) is \(src[i]); \(type.name) stores finite values only")
     }
 }
 
