@@ -47,8 +47,8 @@ struct Recover: ParsableCommand {
     @Option(help: "Refusal check: held-out harmful prompts; after every round the model answers them and --check-benign greedily, and the output is the round with the fewest harmful answers among those refusing at most --benign-slack more benign prompts than the aligned model; a round within --harmful-slack of the aligned harmful rate ends the run.") var checkHarmful: String?
     @Option(help: "Refusal check: held-out benign prompts (with --check-harmful).") var checkBenign: String?
     @Option(help: "Refusal check: new tokens per answer (refusals show in the first sentence).") var checkMaxTokens = 32
-    @Option(help: "Refusal check: how much more often than the aligned model a chosen round may refuse benign prompts.") var benignSlack = 0.05
-    @Option(help: "Refusal check: a round whose harmful rate is at most the aligned model's plus this ends the run.") var harmfulSlack = 0.03
+    @Option(help: "Refusal check: how much more often than the aligned model a chosen round may refuse benign prompts (a margin under your limit for the check's sampling noise).") var benignSlack = RecoveryOptions().benignSlack
+    @Option(help: "Refusal check: a round whose harmful rate is at most the aligned model's plus this ends the run.") var harmfulSlack = RecoveryOptions().harmfulSlack
     @Option(help: "Layer-major rounds, one block of weights and gradients in memory at a time (same result; for models larger than memory): auto (when the blocks below the layer, their gradients and one pass's activations would take more than half the memory), on, off. Not with --task.") var streaming = "auto"
     @Option(help: ggufOutputTypeHelp) var dtype: String = "f32"
     @Flag(help: "Also write every round's patch as OUT.round-N.patch.safetensors (apply-patch turns one into that round's model).") var keepRoundPatches = false
