@@ -18,7 +18,8 @@ Writes Tests/ModelTests/Fixtures/arch/<family>/:
   model.gguf          the same weights as llama.cpp's convert_hf_to_gguf.py lays them out
                       (F16 matrices, F32 vectors): per-family tensor names, Q/K rows permuted
                       for llama-arch files, gemma norms stored as 1 + w, llama3 rope factors
-                      as rope_freqs.weight, phi3's fused qkv and gate_up kept fused
+                      as rope_freqs.weight, phi3's fused qkv and gate_up kept fused, longrope's
+                      factors as rope_factors_short/long.weight
 and Tests/ModelTests/Fixtures/arch/ops.json (`ops`): RoPE scalings and GeGLU (see ops()).
 """
 import inspect, json, math, os, sys
@@ -56,8 +57,15 @@ FAMILIES = {
                                                       attn_logit_softcapping=2.0, final_logit_softcapping=5.0)),
     "phi3": (Phi3Config, Phi3ForCausalLM, dict(rms_norm_eps=1e-5, rope_theta=10000.0, sliding_window=6,
                                                 tie_word_embeddings=False, pad_token_id=0, bos_token_id=1, eos_token_id=2)),
+    # Phi-3.5-mini: longrope (short factors up to 4096 tokens, the attention factor of 131072 / 4096).
+    "phi3-longrope": (Phi3Config, Phi3ForCausalLM, dict(rms_norm_eps=1e-5, rope_theta=10000.0, sliding_window=6,
+                                                         tie_word_embeddings=False, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                                                         max_position_embeddings=131072, original_max_position_embeddings=4096,
+                                                         rope_scaling={"type": "longrope", "short_factor": [1.0, 1.05, 1.6, 2.9],
+                                                                       "long_factor": [1.1, 1.9, 6.5, 24.0]})),
 }
-GGUF_ARCH = {"mistral": "llama", "llama3": "llama", "qwen3": "qwen3", "gemma": "gemma", "gemma2": "gemma2", "phi3": "phi3"}
+GGUF_ARCH = {"mistral": "llama", "llama3": "llama", "qwen3": "qwen3", "gemma": "gemma", "gemma2": "gemma2", "phi3": "phi3",
+             "phi3-longrope": "phi3"}
 
 
 def init_weights(model):
@@ -99,8 +107,15 @@ def write_gguf(path, family, model):
         w.add_sliding_window(c.sliding_window)
         w.add_attn_logit_softcapping(c.attn_logit_softcapping)
         w.add_final_logit_softcapping(c.final_logit_softcapping)
-    if family == "phi3" and c.sliding_window:
+    if arch == "phi3" and c.sliding_window:
         w.add_sliding_window(c.sliding_window)
+    if family == "phi3-longrope":   # Phi3MiniModel.set_gguf_parameters and generate_extra_tensors
+        orig = c.original_max_position_embeddings
+        scale = c.max_position_embeddings / orig
+        w.add_rope_scaling_orig_ctx_len(orig)
+        w.add_rope_scaling_attn_factors(math.sqrt(1 + math.log(scale) / math.log(orig)) if scale > 1.0 else 1.0)
+        w.add_tensor("rope_factors_long.weight", np.array(c.rope_scaling["long_factor"], dtype=np.float32))
+        w.add_tensor("rope_factors_short.weight", np.array(c.rope_scaling["short_factor"], dtype=np.float32))
 
     def permute(t, n_head):   # convert_hf_to_gguf.py LlamaModel.permute
         return t.reshape(n_head, 2, t.shape[0] // n_head // 2, *t.shape[1:]).swapaxes(1, 2).reshape(t.shape)

@@ -334,11 +334,23 @@ public final class GGUFFile: @unchecked Sendable {
         if c.traits.gemmaStyle { c.activation = .geluTanh }   // llama.cpp runs every Gemma with tanh-approximated GELU
         // Llama-3 RoPE scaling: convert_hf_to_gguf.py stores the per-frequency divisors as
         // rope_freqs.weight; linear scaling as metadata.
-        if let t = tensor("rope_freqs.weight") {
-            guard t.elementCount == c.headDim / 2 else { throw FormatError(path, "rope_freqs.weight has \(t.elementCount) values, expected \(c.headDim / 2)") }
+        // Phi-3.5's longrope: rope_factors_short/long.weight, the attention factor and the original length as metadata.
+        func ropeFactors(_ name: String) throws -> [Float]? {
+            guard let t = tensor(name) else { return nil }
+            guard t.elementCount == c.headDim / 2 else { throw FormatError(path, "\(name) has \(t.elementCount) values, expected \(c.headDim / 2)") }
             var f = [Float](repeating: 0, count: t.elementCount)
             try f.withUnsafeMutableBufferPointer { try dequantize(t.type, bytes(t), count: t.elementCount, into: $0.baseAddress!) }
+            return f
+        }
+        if let f = try ropeFactors("rope_freqs.weight") {
             c.ropeScaling = .init(type: "freq_factors", factor: 1, frequencyFactors: f)
+        } else if let short = try ropeFactors("rope_factors_short.weight") {
+            guard let long = try ropeFactors("rope_factors_long.weight"),
+                  let original = metadata["\(arch).rope.scaling.original_context_length"]?.intValue, original > 1 else {
+                throw FormatError(path, "rope_factors_short.weight without rope_factors_long.weight or \(arch).rope.scaling.original_context_length")
+            }
+            c.ropeScaling = .longrope(short: short, long: long, maxPositions: c.maxPositions, originalMaxPositions: original,
+                                      attentionFactor: metadata["\(arch).rope.scaling.attn_factor"]?.doubleValue)
         } else if let type = metadata["\(arch).rope.scaling.type"]?.stringValue, type != "none" {
             guard type == "linear", let factor = metadata["\(arch).rope.scaling.factor"]?.doubleValue else {
                 throw FormatError(path, "rope scaling '\(type)' is not supported (linear, or llama3 as rope_freqs.weight)")

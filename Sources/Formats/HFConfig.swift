@@ -55,8 +55,11 @@ extension ModelConfig {
         var ropeScaling: ModelConfig.RopeScaling? = nil
         if let rs = value("rope_scaling") {
             // {"rope_type": "default"} is plain RoPE; "linear" and "llama3" change the frequencies
-            // the same at every length; the others (dynamic, yarn, longrope, …) are refused.
-            let kind = rs["rope_type"]?.string ?? rs["type"]?.string
+            // the same at every length; "longrope" up to its original length (phi3 configs may
+            // still say "su" or "yarn" for it, as Phi3Config reads them); the others (dynamic,
+            // yarn, …) are refused.
+            var kind = rs["rope_type"]?.string ?? rs["type"]?.string
+            if type == "phi3", kind == "su" || kind == "yarn" { kind = "longrope" }
             func field(_ k: String) throws -> Double {
                 guard let x = rs[k]?.double, x.isFinite else { throw fail("rope_scaling \(rs.compact()): \(k) missing or not a number") }
                 return x
@@ -68,7 +71,19 @@ extension ModelConfig {
                 ropeScaling = .init(type: "llama3", factor: Float(try field("factor")), lowFreqFactor: Float(try field("low_freq_factor")),
                                     highFreqFactor: Float(try field("high_freq_factor")),
                                     originalMaxPositions: Int(try field("original_max_position_embeddings")))
-            default: throw fail("rope_scaling \(rs.compact()) is not supported (default, linear, llama3)")
+            case "longrope":
+                func factors(_ k: String) throws -> [Float] {
+                    guard let a = rs[k]?.array, let x = Optional(a.compactMap(\.double)), x.count == a.count, x.allSatisfy(\.isFinite) else {
+                        throw fail("rope_scaling: \(k) missing or not a list of numbers")
+                    }
+                    return x.map(Float.init)
+                }
+                // Phi3Config's original_max_position_embeddings defaults to 4096; other configs use max_position_embeddings.
+                let maxPositions = try int("max_position_embeddings", default: 2048)
+                ropeScaling = .longrope(short: try factors("short_factor"), long: try factors("long_factor"), maxPositions: maxPositions,
+                                        originalMaxPositions: try int("original_max_position_embeddings", default: type == "phi3" ? 4096 : maxPositions),
+                                        attentionFactor: rs["attention_factor"] == nil || rs["attention_factor"] == .null ? nil : try field("attention_factor"))
+            default: throw fail("rope_scaling \(rs.compact()) is not supported (default, linear, llama3, longrope)")
             }
         }
         if try bool("use_sliding_window", default: false) { throw fail("use_sliding_window is not supported") }
@@ -146,6 +161,11 @@ extension ModelConfig {
                 rs["low_freq_factor"] = float(r.lowFreqFactor)
                 rs["high_freq_factor"] = float(r.highFreqFactor)
                 rs["original_max_position_embeddings"] = .int(Int64(r.originalMaxPositions))
+            }
+            if r.type == "longrope" {   // as Phi-3.5's config.json (Phi3Config takes exactly these three fields; the factors follow from the two lengths)
+                rs = JSONObject([("type", .string("longrope")), ("short_factor", .array((r.frequencyFactors ?? []).map(float))),
+                                 ("long_factor", .array((r.longFactors ?? []).map(float)))])
+                o["original_max_position_embeddings"] = .int(Int64(r.originalMaxPositions))
             }
             o["rope_scaling"] = .object(rs)
         } else {

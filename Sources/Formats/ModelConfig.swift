@@ -1,3 +1,5 @@
+import Foundation
+
 /// Architecture settings of a decoder, read from GGUF metadata or an HF `config.json`.
 /// One table of per-family flags (see `ArchitectureTraits`) instead of a type per family.
 public struct ModelConfig: Equatable, Sendable, Codable {
@@ -28,21 +30,40 @@ public struct ModelConfig: Equatable, Sendable, Codable {
     public enum Activation: String, Codable, Sendable { case silu, gelu, geluTanh = "gelu_pytorch_tanh" }
 
     /// transformers' `rope_scaling`: "linear" divides every frequency by `factor`; "llama3"
-    /// (`_compute_llama3_parameters`) divides the low ones, keeps the high ones and blends between.
+    /// (`_compute_llama3_parameters`) divides the low ones, keeps the high ones and blends between;
+    /// "longrope" (Phi-3.5, Phi-3-128k: `_compute_longrope_parameters`) divides frequency i by
+    /// short_factor[i] and multiplies cos and sin by `attentionFactor`. transformers switches a
+    /// whole sequence longer than `originalMaxPositions` to the long factors (llama.cpp: a context
+    /// longer than it); Realign runs the short factors and refuses longer sequences where it can.
     public struct RopeScaling: Equatable, Sendable, Codable {
         public var type: String
         public var factor: Float
         public var lowFreqFactor: Float = 1
         public var highFreqFactor: Float = 4
         public var originalMaxPositions: Int = 8192
-        /// "freq_factors" (a GGUF's rope_freqs.weight): inv_freq[i] / frequencyFactors[i].
+        /// "freq_factors" (a GGUF's rope_freqs.weight): inv_freq[i] / frequencyFactors[i];
+        /// "longrope": the short factors.
         public var frequencyFactors: [Float]? = nil
+        public var longFactors: [Float]? = nil          // longrope: kept so a written config.json or GGUF has them
+        public var attentionFactor: Float? = nil        // longrope: cos and sin are multiplied by it
         public init(type: String, factor: Float, lowFreqFactor: Float = 1, highFreqFactor: Float = 4, originalMaxPositions: Int = 8192,
-                    frequencyFactors: [Float]? = nil) {
+                    frequencyFactors: [Float]? = nil, longFactors: [Float]? = nil, attentionFactor: Float? = nil) {
             self.type = type; self.factor = factor; self.lowFreqFactor = lowFreqFactor
             self.highFreqFactor = highFreqFactor; self.originalMaxPositions = originalMaxPositions
-            self.frequencyFactors = frequencyFactors
+            self.frequencyFactors = frequencyFactors; self.longFactors = longFactors; self.attentionFactor = attentionFactor
         }
+
+        /// longrope (`_compute_longrope_parameters`): factor = max / original positions, and the
+        /// attention factor √(1 + ln factor / ln original) unless the config gives one.
+        public static func longrope(short: [Float], long: [Float], maxPositions: Int, originalMaxPositions: Int, attentionFactor: Double?) -> RopeScaling {
+            let factor = Double(maxPositions) / Double(originalMaxPositions)
+            let attention = attentionFactor ?? (factor <= 1 ? 1 : (1 + log(factor) / log(Double(originalMaxPositions))).squareRoot())
+            return RopeScaling(type: "longrope", factor: Float(factor), originalMaxPositions: originalMaxPositions,
+                               frequencyFactors: short, longFactors: long, attentionFactor: Float(attention))
+        }
+
+        /// The longest sequence the scaling runs as its reference does (nil: any length).
+        public var lengthLimit: Int? { type == "longrope" ? originalMaxPositions : nil }
     }
 
     /// The sliding window of layer `l`, or nil for full causal attention.
@@ -91,9 +112,14 @@ public struct ModelConfig: Equatable, Sendable, Codable {
         try need(rmsNormEps > 0 && rmsNormEps < 1, "rms norm eps \(rmsNormEps)")
         try need(ropeTheta > 0 && ropeTheta.isFinite, "rope theta \(ropeTheta)")
         if let r = ropeScaling {
-            try need(["linear", "llama3", "freq_factors"].contains(r.type) && r.factor > 0 && r.factor.isFinite, "rope scaling \(r.type) factor \(r.factor)")
-            if r.type == "freq_factors" {
+            try need(["linear", "llama3", "freq_factors", "longrope"].contains(r.type) && r.factor > 0 && r.factor.isFinite, "rope scaling \(r.type) factor \(r.factor)")
+            if r.type == "freq_factors" || r.type == "longrope" {
                 try need(r.frequencyFactors?.count == headDim / 2 && r.frequencyFactors!.allSatisfy { $0 > 0 && $0.isFinite }, "rope frequency factors")
+            }
+            if r.type == "longrope" {
+                try need(r.longFactors?.count == headDim / 2 && r.longFactors!.allSatisfy { $0 > 0 && $0.isFinite }, "longrope long factors")
+                try need(r.originalMaxPositions > 1 && (r.attentionFactor ?? 1) > 0 && (r.attentionFactor ?? 1).isFinite,
+                         "longrope original positions \(r.originalMaxPositions), attention factor \(r.attentionFactor ?? 1)")
             }
             if r.type == "llama3" {
                 try need(r.highFreqFactor > r.lowFreqFactor && r.lowFreqFactor > 0 && r.originalMaxPositions > 0,

@@ -122,6 +122,9 @@ public final class LanguageModel {
                             log: @escaping (String) -> Void = stderrLine) throws -> LanguageModel {
         let path = try ModelStore.resolve(spec, log: log)
         let lora = try adapter.map { try LoRAAdapter(folder: $0) }
+        func note(_ c: ModelConfig) {
+            if let limit = c.ropeScaling?.lengthLimit { log("\(path): longrope RoPE with the short factors: sequences up to \(limit) tokens run as in transformers (longer ones would switch to the long factors)") }
+        }
         func parameters(_ base: ParameterSource, _ config: ModelConfig) throws -> ParameterSource {
             guard let lora else { return base }
             try lora.checkBase(config, model: path)
@@ -129,12 +132,14 @@ public final class LanguageModel {
         }
         if isDirectory(path) {
             let config = try ModelConfig(hfConfigAt: path + "/config.json")
+            note(config)
             let chat = try ChatFormat(hfFolder: path, vocabSize: config.vocabSize)
             let weights = try ModelWeights.load(config: config, from: try parameters(try SafetensorsModel(folder: path), config), blocks: blocks)
             return LanguageModel(path: path, decoder: Transformer(weights: weights), chat: chat)
         }
         let g = try GGUFFile(path: path)
         let config = try g.modelConfig()
+        note(config)
         let chat = try ChatFormat(gguf: g, vocabSize: config.vocabSize)
         let weights = try ModelWeights.load(config: config, from: try parameters(g, config), blocks: blocks)
         // The quantised blocks are the base's: with an adapter, decoding runs on the merged fp32 weights.

@@ -51,7 +51,8 @@ public final class Transformer {
     public init(weights: ModelWeights, quantized: QuantizedWeights? = nil) {
         self.weights = weights
         config = weights.config
-        rope = RopeTable(invFreq: Transformer.ropeInverseFrequencies(weights.config), maxPositions: 256)
+        rope = RopeTable(invFreq: Transformer.ropeInverseFrequencies(weights.config), scale: weights.config.ropeScaling?.attentionFactor ?? 1,
+                         maxPositions: 256)
         self.quantized = quantized
     }
 
@@ -232,6 +233,8 @@ public final class Transformer {
         switch r.type {
         case "linear": return inv.map { $0 / r.factor }
         case "freq_factors": return zip(inv, r.frequencyFactors ?? []).map { $0 / $1 }
+        case "longrope":   // 1 / (short_factor · theta^(2i/d)), multiplied before the reciprocal
+            return (0..<c.headDim / 2).map { 1 / (r.frequencyFactors![$0] * powf(c.ropeTheta, Float(2 * $0) / Float(c.headDim))) }
         default: break   // llama3
         }
         let old = Double(r.originalMaxPositions)

@@ -246,15 +246,17 @@ public struct RopeTable {
     public private(set) var cos: [Float]
     public private(set) var sin: [Float]
     let invFreq: [Float]
+    let scale: Float   // longrope's attention factor: cos and sin are multiplied by it (1: plain RoPE)
 
     public init(headDim: Int, theta: Float, maxPositions: Int = 0) {
         self.init(invFreq: RopeTable.defaultInverseFrequencies(headDim: headDim, theta: theta), maxPositions: maxPositions)
     }
 
     /// From the inverse frequencies [headDim/2] (scaled ones: see `Transformer.ropeInverseFrequencies`).
-    public init(invFreq: [Float], maxPositions: Int = 0) {
+    public init(invFreq: [Float], scale: Float = 1, maxPositions: Int = 0) {
         half = invFreq.count
         self.invFreq = invFreq
+        self.scale = scale
         cos = []; sin = []
         ensure(maxPositions)
     }
@@ -272,7 +274,7 @@ public struct RopeTable {
         for p in have..<n {
             for i in 0..<half {
                 let a = Float(p) * invFreq[i]
-                cos.append(cosf(a)); sin.append(sinf(a))
+                cos.append(cosf(a) * scale); sin.append(sinf(a) * scale)
             }
         }
     }
@@ -284,8 +286,8 @@ public struct RopeTable {
         rotate(x, heads: heads, position: position, sinSign: 1)
     }
 
-    /// Backward of `apply`: the rotation is orthogonal, so the gradient is rotated back by the
-    /// same angle (−θ), in place: dx1 = dy1·cos + dy2·sin, dx2 = dy2·cos − dy1·sin.
+    /// Backward of `apply`: the rotation is orthogonal (times `scale`), so the gradient is rotated
+    /// back by the same angle (−θ), in place: dx1 = dy1·cos + dy2·sin, dx2 = dy2·cos − dy1·sin.
     @inline(__always)
     public func backward(_ d: UnsafeMutablePointer<Float>, heads: Int, position: Int) {
         rotate(d, heads: heads, position: position, sinSign: -1)

@@ -57,6 +57,9 @@ struct Finetune: ParsableCommand {
         let pairs = try data.flatMap { try readPromptResponsePairs($0) }
         let path = try ModelStore.resolve(base)
         let model = try LanguageModel.load(path)
+        if let limit = model.decoder.config.ropeScaling?.lengthLimit, maxLength > limit {
+            throw ValidationError("--max-length \(maxLength) is longer than \(path)'s longrope original length \(limit): longer sequences switch to the long factors, which Realign does not run")
+        }
         var examples: [TrainingExample] = []
         for p in pairs {
             if let e = try model.chat.trainingExample(prompt: p.prompt, response: p.response, maxLength: maxLength) { examples.append(e) }

@@ -22,7 +22,7 @@ struct ArchitectureReference: Decodable {
 }
 
 @Suite(.serialized) struct ArchitectureTests {
-    static let families = ["mistral", "llama3", "qwen3", "gemma", "gemma2", "phi3"]
+    static let families = ["mistral", "llama3", "qwen3", "gemma", "gemma2", "phi3", "phi3-longrope"]
 
     static func dir(_ family: String) -> String { fixturesDir() + "/arch/" + family }
 
@@ -151,6 +151,8 @@ struct ArchitectureReference: Decodable {
             expected.ropeScaling = gc.ropeScaling
         case "gemma2":     // no query_pre_attn_scalar in GGUF: llama.cpp uses headDim
             expected.queryPreAttnScalar = Float(gc.headDim)
+        case "phi3-longrope":   // rope_factors_short/long.weight, the attention factor and the original length as metadata
+            #expect(gc.ropeScaling?.type == "longrope" && gc.ropeScaling?.attentionFactor == Float(1.1902380714238083))
         default: break
         }
         expected.maxPositions = gc.maxPositions
@@ -174,7 +176,7 @@ struct ArchitectureReference: Decodable {
         let la = a.forward(tokens: [ref.prompt], sequences: [0], cache: KVCache(config: gc, capacities: [ref.prompt.count]))
         let lb = b.forward(tokens: [ref.prompt], sequences: [0], cache: KVCache(config: gc, capacities: [ref.prompt.count]))
         #expect(relativeError(la, lb) < 1e-5, "\(family)")
-        if ["qwen3", "gemma", "phi3", "llama3"].contains(family) {   // the same model: transformers' logits
+        if ["qwen3", "gemma", "phi3", "phi3-longrope", "llama3"].contains(family) {   // the same model: transformers' logits
             #expect(relativeError(la, ref.logits[ref.prompt.count - 1]) < 1e-4, "\(family)")
         }
         print("\(family): GGUF tensors worst \(String(format: "%.1e", worst)), logits vs HF weights \(String(format: "%.1e", relativeError(la, lb)))")
@@ -187,8 +189,13 @@ struct ArchitectureReference: Decodable {
             _ = try ModelConfig(hfConfig: json, source: "x/config.json")
         }
         let rs = try JSONValue.parse(#"{"model_type": "llama", "hidden_size": 64, "rope_scaling": {"rope_type": "yarn", "factor": 4.0}}"#)
-        #expect(throws: FormatError("x/config.json", #"config.json: rope_scaling {"rope_type":"yarn","factor":4.0} is not supported (default, linear, llama3)"#)) {
+        #expect(throws: FormatError("x/config.json", #"config.json: rope_scaling {"rope_type":"yarn","factor":4.0} is not supported (default, linear, llama3, longrope)"#)) {
             _ = try ModelConfig(hfConfig: rs, source: "x/config.json")
+        }
+        // longrope needs both factor lists, one value per rotary pair.
+        let short = try JSONValue.parse(#"{"model_type": "phi3", "vocab_size": 10, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4, "rope_scaling": {"type": "longrope", "short_factor": [1, 1, 1, 1], "long_factor": [1, 2]}}"#)
+        #expect(throws: FormatError("x/config.json", "bad model config: longrope long factors")) {
+            _ = try ModelConfig(hfConfig: short, source: "x/config.json")
         }
     }
 
