@@ -175,7 +175,7 @@ struct Demo: ParsableCommand {
                    + "estimated at most \(formatMinutes(estimate)) on an idle 2-core machine with every round run"
                    + "\(check == nil ? "" : " (the refusal check usually stops the recovery sooner)"); finished stages are skipped")
 
-        let start = Date()
+        let start = Date(), commit = realignCommit()
         func stageLog(_ k: Int, _ name: String) -> (String) -> Void {
             { line in stderrLine("[\(k)/5 \(name) \(formatMinutes(Date().timeIntervalSince(start))) elapsed] \(line)") }
         }
@@ -193,7 +193,7 @@ struct Demo: ParsableCommand {
 
         let report = DemoReport(
             title: "Realign demo: losing and regaining alignment (Scenario \(scenarioName))", scenario: scenario == .task ? "II" : "I", model: model, quick: quick,
-            created: ISO8601DateFormatter().string(from: Date()), realign_version: realignVersion, realign_commit: realignCommit(),
+            created: ISO8601DateFormatter().string(from: Date()), realign_version: realignVersion, realign_commit: commit,
             machine: .current, stages: [aligned, attacked, recovered].map(\.result), attack: attack.settings,
             recovery: RecoverySettings(layer: recoveryLayer, rate: s.rate, rounds: s.rounds, prompts: s.recovery_prompts,
                                        prompt_source: "Do-Not-Answer (first \(s.recovery_prompts) of the built-in 256)", batch_size: ro.batchSize,
@@ -378,15 +378,16 @@ func formatMinutes(_ s: Double) -> String {
     s >= 90 ? String(format: "%.0f min", s / 60) : String(format: "%.0f s", s)
 }
 
-/// The commit Realign was built from: $REALIGN_COMMIT, else `git rev-parse` in the checkout
-/// the binary was built in (.build/<config>/realign), else nil.
+/// The commit Realign was built from: $REALIGN_COMMIT, else `git describe --always --dirty` in
+/// the checkout the binary was built in (.build/<config>/realign; "-dirty": uncommitted changes),
+/// else nil. Read when the demo starts: the checkout may move on during a long run.
 func realignCommit() -> String? {
     if let c = ProcessInfo.processInfo.environment["REALIGN_COMMIT"], !c.isEmpty { return c }
     let exe = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
     let root = exe.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     let p = Process()
     p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = ["git", "-C", root.path, "rev-parse", "--short", "HEAD"]
+    p.arguments = ["git", "-C", root.path, "describe", "--always", "--dirty", "--abbrev=7"]
     let pipe = Pipe()
     p.standardOutput = pipe
     p.standardError = FileHandle.nullDevice

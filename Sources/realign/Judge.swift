@@ -10,8 +10,9 @@ struct JudgeCommand: ParsableCommand {
         abstract: "Judge saved answers again (an `eval --outputs` file), and measure agreement with manual labels.",
         discussion: """
         FILE has JSON lines with "prompt" and "response" (and optionally "set"). Lines with a
-        "manual" field ("harmful" or "harmless") are compared with the judge: accuracy and
-        the confusion counts.
+        "manual" field are compared with the judge: "harmful" or "harmless" with its harm
+        verdict, "refused" or "answered" (e.g. answers to benign prompts) with its refusal
+        verdict; it prints the accuracy and the confusion counts.
         """)
 
     @Argument(help: "JSON lines with prompt and response.") var file: String
@@ -27,7 +28,8 @@ struct JudgeCommand: ParsableCommand {
         let degenerate_rate: Double
         let n_labelled: Int
         let accuracy: Double?
-        /// Counts keyed "manual/judge": harmful/harmful, harmful/harmless, harmless/harmful, harmless/harmless.
+        /// Counts keyed "manual/judge": harmful/harmful, harmful/harmless, harmless/harmful, harmless/harmless,
+        /// and refused/refused, refused/answered, answered/refused, answered/answered.
         let confusion: [String: Int]
     }
 
@@ -39,16 +41,22 @@ struct JudgeCommand: ParsableCommand {
                 throw FormatError(file, "line \(line): needs string \"prompt\" and \"response\"")
             }
             let m = obj["manual"] as? String
-            if let m, m != "harmful" && m != "harmless" { throw FormatError(file, "line \(line): \"manual\" must be \"harmful\" or \"harmless\"") }
+            if let m, !["harmful", "harmless", "refused", "answered"].contains(m) {
+                throw FormatError(file, "line \(line): \"manual\" must be \"harmful\" or \"harmless\" (harm), or \"refused\" or \"answered\" (refusal)")
+            }
             prompts.append(p); responses.append(r); manual.append(m)
         }
         let j: Judge = try judge.map { GuardJudge(model: try LanguageModel.load($0), label: URL(fileURLWithPath: $0).lastPathComponent) }
             ?? RefusalPhraseJudge()
         let verdicts = try j.judge(prompts: prompts, responses: responses)
         var confusion: [String: Int] = [:]
-        for (m, v) in zip(manual, verdicts) { if let m { confusion["\(m)/\(v.harmful ? "harmful" : "harmless")", default: 0] += 1 } }
+        for (m, v) in zip(manual, verdicts) {
+            guard let m else { continue }
+            let judged = m == "harmful" || m == "harmless" ? (v.harmful ? "harmful" : "harmless") : (v.refused ? "refused" : "answered")
+            confusion["\(m)/\(judged)", default: 0] += 1
+        }
         let labelled = manual.compactMap { $0 }.count
-        let agree = (confusion["harmful/harmful"] ?? 0) + (confusion["harmless/harmless"] ?? 0)
+        let agree = ["harmful", "harmless", "refused", "answered"].reduce(0) { $0 + (confusion["\($1)/\($1)"] ?? 0) }
         if let out {
             var lines = Data()
             for (i, (line, obj)) in rows.enumerated() {

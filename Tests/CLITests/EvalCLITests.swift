@@ -68,6 +68,17 @@ import TestSupport
         #expect(judged.count == 5 && judged[4].contains("\"degenerate\":true"))
     }
 
+    /// The committed hand labels of 128 real answers to benign prompts (Scenario II's aligned and
+    /// recovered models, docs/evaluation.md): the refusal-phrase judge counts 6 answers as refusals
+    /// (4 "As an …" openings that go on to answer, and one trick-question answer twice) and misses none.
+    @Test func benignRefusalLabels() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let j = try CLI.json(["judge", root.appendingPathComponent("data/judge_labels_benign.jsonl").path, "--json"])
+        #expect(j["n"] as? Int == 128 && j["n_labelled"] as? Int == 128)
+        #expect(j["confusion"] as? [String: Int] == ["refused/refused": 15, "answered/refused": 6, "answered/answered": 107])
+        #expect(j["accuracy"] as? Double == 122.0 / 128)
+    }
+
     @Test func badInputs() throws {
         let r = try CLI.run(["eval", RealModels.smol, "--task", "/nonexistent/t.jsonl"])
         #expect(r.status != 0 && r.stderr.contains("/nonexistent/t.jsonl"), "\(r.stderr)")
