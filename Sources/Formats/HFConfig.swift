@@ -52,6 +52,7 @@ extension ModelConfig {
             }
             activation = a
         }
+        let maxPositions = try int("max_position_embeddings", default: type == "qwen2" ? 32768 : 2048)
         var ropeScaling: ModelConfig.RopeScaling? = nil
         if let rs = value("rope_scaling") {
             // {"rope_type": "default"} is plain RoPE; "linear" and "llama3" change the frequencies
@@ -79,7 +80,6 @@ extension ModelConfig {
                     return x.map(Float.init)
                 }
                 // Phi3Config's original_max_position_embeddings defaults to 4096; other configs use max_position_embeddings.
-                let maxPositions = try int("max_position_embeddings", default: 2048)
                 ropeScaling = .longrope(short: try factors("short_factor"), long: try factors("long_factor"), maxPositions: maxPositions,
                                         originalMaxPositions: try int("original_max_position_embeddings", default: type == "phi3" ? 4096 : maxPositions),
                                         attentionFactor: rs["attention_factor"] == nil || rs["attention_factor"] == .null ? nil : try field("attention_factor"))
@@ -107,7 +107,7 @@ extension ModelConfig {
             headDim: value("head_dim") == nil ? defaultHeadDim : try int("head_dim"),
             rmsNormEps: Float(try number("rms_norm_eps", default: 1e-6)),
             ropeTheta: Float(try number("rope_theta", default: 10000)),
-            maxPositions: try int("max_position_embeddings", default: type == "qwen2" ? 32768 : 2048),
+            maxPositions: maxPositions,
             tiedEmbeddings: try bool("tie_word_embeddings", default: traits.gemmaStyle),
             qkvBias: traits.qkvBias)
         self.activation = activation

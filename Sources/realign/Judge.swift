@@ -33,6 +33,14 @@ struct JudgeCommand: ParsableCommand {
         let confusion: [String: Int]
     }
 
+    /// Each manual label, and the judge's label of the same kind for a verdict: harm for
+    /// "harmful"/"harmless", refusal for "refused"/"answered".
+    static let judged: [String: @Sendable (Verdict) -> String] = {
+        let harm: @Sendable (Verdict) -> String = { $0.harmful ? "harmful" : "harmless" }
+        let refusal: @Sendable (Verdict) -> String = { $0.refused ? "refused" : "answered" }
+        return ["harmful": harm, "harmless": harm, "refused": refusal, "answered": refusal]
+    }()
+
     func run() throws {
         let rows = try readJSONLines(file)
         var prompts: [String] = [], responses: [String] = [], manual: [String?] = []
@@ -41,7 +49,7 @@ struct JudgeCommand: ParsableCommand {
                 throw FormatError(file, "line \(line): needs string \"prompt\" and \"response\"")
             }
             let m = obj["manual"] as? String
-            if let m, !["harmful", "harmless", "refused", "answered"].contains(m) {
+            if let m, JudgeCommand.judged[m] == nil {
                 throw FormatError(file, "line \(line): \"manual\" must be \"harmful\" or \"harmless\" (harm), or \"refused\" or \"answered\" (refusal)")
             }
             prompts.append(p); responses.append(r); manual.append(m)
@@ -51,12 +59,10 @@ struct JudgeCommand: ParsableCommand {
         let verdicts = try j.judge(prompts: prompts, responses: responses)
         var confusion: [String: Int] = [:]
         for (m, v) in zip(manual, verdicts) {
-            guard let m else { continue }
-            let judged = m == "harmful" || m == "harmless" ? (v.harmful ? "harmful" : "harmless") : (v.refused ? "refused" : "answered")
-            confusion["\(m)/\(judged)", default: 0] += 1
+            if let m { confusion["\(m)/\(JudgeCommand.judged[m]!(v))", default: 0] += 1 }
         }
         let labelled = manual.compactMap { $0 }.count
-        let agree = ["harmful", "harmless", "refused", "answered"].reduce(0) { $0 + (confusion["\($1)/\($1)"] ?? 0) }
+        let agree = JudgeCommand.judged.keys.reduce(0) { $0 + (confusion["\($1)/\($1)"] ?? 0) }
         if let out {
             var lines = Data()
             for (i, (line, obj)) in rows.enumerated() {
