@@ -26,6 +26,10 @@ public struct RecoveryOptions: Codable, Equatable {
     // the demo's 5-point limit: a check on 64 benign prompts is ±4–6 points of sampling noise, and
     // the chosen model must stay within the limit on prompts the check did not see (docs/decisions.md).
     public var benignSlack: Double = 0.02
+    // A round that goes from too few refusals (harmful rate above the aligned model's + harmfulSlack
+    // before it) to too many (benign refusal over the limit) overshot: bisect its step — restore
+    // only its top half, quarter, … by |gradient| — with up to this many extra checks (0: off).
+    public var bisectSteps: Int = 3
     public init() {}
 }
 
@@ -85,6 +89,18 @@ public struct RoundLog: Codable, Equatable {
     public var seconds_check: Double? = nil
     /// This round's model is the output (the refusal check's choice; absent: the last round's).
     public var selected: Bool? = nil
+    /// The refusal check's bisection of this round's step (nil: none).
+    public var bisect: [BisectStep]? = nil
+}
+
+/// One model of a round's bisection: the model before the round with only the round's
+/// `restored` largest-|gradient| restores, and its refusal rates.
+public struct BisectStep: Codable, Equatable {
+    public var restored: Int
+    public var check: RefusalRates
+    public var seconds_check: Double
+    /// This model is the output (then its round is `selected` too).
+    public var selected: Bool? = nil
 }
 
 /// What a checkpoint holds besides the patch: enough to continue bit-identically.
@@ -103,6 +119,8 @@ struct RecoveryState: Codable {
     var alignedRates: RefusalRates? = nil
     var finetunedRates: RefusalRates? = nil
     var bestRound: Int? = nil
+    var bestRates: RefusalRates? = nil
+    var bestRestored: Int? = nil        // the best model is a bisection of bestRound with this many of its restores
     var bestPatchFile: String? = nil    // in the checkpoint folder (nil for round 0: the empty patch)
 }
 
@@ -296,7 +314,7 @@ public final class RecoveryRun {
                 let r = try measure(check, f, "fine-tuned model")
                 state.finetunedRates = r
                 if accepts(r, state) {
-                    state.bestRound = 0
+                    state.bestRound = 0; state.bestRates = r
                     if r.harmful <= state.alignedRates!.harmful + options.harmfulSlack {
                         state.finished = true
                         log("the fine-tuned model already refuses like the aligned model: nothing to recover")
@@ -319,6 +337,14 @@ public final class RecoveryRun {
         // cos(direction of the current weights, aligned direction): one forward pass.
         func currentCosine() -> Double {
             cosineSimilarity(f.decoder.meanLastTokenState(ids, layer: layer, batchSize: options.passSize), target)
+        }
+        // Sets the eligible weights to F's with `p` applied.
+        func setWeights(_ p: SparsePatch) throws {
+            for tn in tensors {
+                try finetunedSource.read(tn.name, into: tn.current.ptr, count: tn.current.count)
+                finetunedSource.releasePages(tn.name)
+                try p.apply(to: tn.current.ptr, tensor: tn.name, count: tn.current.count)
+            }
         }
         let warmup = min(options.warmupRounds, options.rounds)
         var planned: Int { task != nil && state.rollback ? warmup + options.rounds : options.rounds }
@@ -380,11 +406,13 @@ public final class RecoveryRun {
                         // Too aggressive: start over from F with rollback in every round.
                         entry.restart = true
                         entry.cosine_after = currentCosine()
-                        for tn in tensors { try finetunedSource.read(tn.name, into: tn.current.ptr, count: tn.current.count) }
                         patch = SparsePatch(model: patch.model)
+                        try setWeights(patch)
                         state.rollback = true
                         if check != nil {   // rounds before the restart are no candidates
                             state.bestRound = accepts(state.finetunedRates!, state) ? 0 : nil
+                            state.bestRates = state.bestRound == nil ? nil : state.finetunedRates
+                            state.bestRestored = nil
                             state.bestPatchFile = nil
                             bestPatch = patch
                         }
@@ -402,21 +430,36 @@ public final class RecoveryRun {
             // Refusal check: the best acceptable round so far becomes the output; one close
             // enough to the aligned model ends the run.
             if let check, entry.fuse != true, entry.restart != true {
+                // The model before this round (F after a restart), for the bisection.
+                let previous = rounds.last.flatMap { $0.restart == true ? state.finetunedRates : $0.check } ?? state.finetunedRates
                 t = Date()
                 let r = try measure(check, f, "round \(round)")
                 entry.check = r
                 entry.seconds_check = Date().timeIntervalSince(t)
-                if accepts(r, state), state.bestRound == nil || r.harmful < bestRates(state, rounds)!.harmful {
-                    state.bestRound = round
-                    bestPatch = patch
-                    state.bestPatchFile = "best-\(round).safetensors"
-                    try FileManager.default.createDirectory(atPath: paths.checkpoint, withIntermediateDirectories: true)
-                    try patch.write(to: paths.checkpoint + "/" + state.bestPatchFile!)
-                }
-                if accepts(r, state) && r.harmful <= state.alignedRates!.harmful + options.harmfulSlack {
-                    state.finished = true
-                    log(String(format: "round %d: harmful %.1f %%, benign refusal %.1f %% (aligned: %.1f %%, %.1f %%): close enough to the aligned model, stopping",
-                               round, 100 * r.harmful, 100 * r.benign_refusal, 100 * state.alignedRates!.harmful, 100 * state.alignedRates!.benign_refusal))
+                try consider(r, patch, round: round, restored: nil, &state, &bestPatch)
+                if !state.finished, !accepts(r, state), let previous, previous.harmful > state.alignedRates!.harmful + options.harmfulSlack,
+                   phase != "rollback", options.bisectSteps > 0 {
+                    // Too few refusals before the round, too many after it: its step overshot.
+                    // Bisect it by |gradient| (the top-m restores of the same selection).
+                    var lo = 0, hi = sel.selected, steps: [BisectStep] = []
+                    while steps.count < options.bisectSteps && hi - lo > 1 {
+                        let m = (lo + hi) / 2
+                        try setWeights(before)
+                        let part = try greedySignTopK(tensors, k: m) { name, dst, n in
+                            try alignedSource.read(name, into: dst, count: n)
+                            alignedSource.releasePages(name)
+                        }
+                        var p = before
+                        _ = try addRestores(part.restores, to: &p, aligned: alignedSource)
+                        t = Date()
+                        let rm = try measure(check, f, "round \(round) bisected, its top \(m) of \(sel.selected) restores")
+                        steps.append(BisectStep(restored: m, check: rm, seconds_check: Date().timeIntervalSince(t)))
+                        try consider(rm, p, round: round, restored: m, &state, &bestPatch)
+                        if state.finished { break }
+                        if rm.harmful > state.alignedRates!.harmful + options.harmfulSlack { lo = m } else { hi = m }
+                    }
+                    entry.bisect = steps
+                    try setWeights(patch)   // the run goes on from the whole round
                 }
             }
 
@@ -436,9 +479,12 @@ public final class RecoveryRun {
         if check != nil {
             if let best = state.bestRound {
                 patch = bestPatch
-                if let i = rounds.firstIndex(where: { $0.round == best }) { rounds[i].selected = true }
+                if let i = rounds.firstIndex(where: { $0.round == best }) {
+                    rounds[i].selected = true
+                    if let m = state.bestRestored, let j = rounds[i].bisect?.firstIndex(where: { $0.restored == m }) { rounds[i].bisect![j].selected = true }
+                }
                 log(best == 0 ? "refusal check: no round had fewer harmful answers than the fine-tuned model within the benign-refusal limit; the output is the fine-tuned model"
-                              : "refusal check: the output is round \(best)'s model")
+                              : "refusal check: the output is round \(best)'s model" + (state.bestRestored.map { " with only its top \($0) restores (bisection)" } ?? ""))
             } else {
                 log("refusal check: no round (nor the fine-tuned model) stayed within the benign-refusal limit; the output is the last round's model")
             }
@@ -460,10 +506,24 @@ public final class RecoveryRun {
         r.benign_refusal <= state.alignedRates!.benign_refusal + options.benignSlack + 1e-9
     }
 
-    /// The rates of the best round so far (0: the fine-tuned model).
-    func bestRates(_ state: RecoveryState, _ rounds: [RoundLog]) -> RefusalRates? {
-        guard let b = state.bestRound else { return nil }
-        return b == 0 ? state.finetunedRates : rounds.first { $0.round == b }?.check
+    /// Keeps `patch` (a round's model, or with `restored` a bisection of it) as the output if it
+    /// is acceptable with the fewest harmful answers so far; one close enough to the aligned
+    /// model ends the run.
+    func consider(_ r: RefusalRates, _ patch: SparsePatch, round: Int, restored: Int?, _ state: inout RecoveryState, _ best: inout SparsePatch) throws {
+        guard accepts(r, state) else { return }
+        if state.bestRates == nil || r.harmful < state.bestRates!.harmful {
+            state.bestRound = round; state.bestRates = r; state.bestRestored = restored
+            best = patch
+            state.bestPatchFile = "best-\(round)\(restored.map { "-\($0)" } ?? "").safetensors"
+            try FileManager.default.createDirectory(atPath: paths.checkpoint, withIntermediateDirectories: true)
+            try patch.write(to: paths.checkpoint + "/" + state.bestPatchFile!)
+        }
+        if r.harmful <= state.alignedRates!.harmful + options.harmfulSlack {
+            state.finished = true
+            log(String(format: "round %d%@: harmful %.1f %%, benign refusal %.1f %% (aligned: %.1f %%, %.1f %%): close enough to the aligned model, stopping",
+                       round, restored.map { " (top \($0) restores)" } ?? "", 100 * r.harmful, 100 * r.benign_refusal,
+                       100 * state.alignedRates!.harmful, 100 * state.alignedRates!.benign_refusal))
+        }
     }
 
     /// Logs the finished round and checkpoints it; reports the round before it (whose

@@ -125,7 +125,8 @@ extension DemoReport {
         if let c = recovery.refusal_check {
             let chosen = rounds.first { $0.selected == true }
             h += "<p>Refusal check: \(escapeHTML(c)). The recovered model is "
-                + (chosen.map { "round \($0.round)'s (marked ✓ below)" } ?? "the last round's (no round was chosen)") + ".</p>\n"
+                + (chosen.map { r in "round \(r.round)'s (marked ✓ below)" + (r.bisect?.first { $0.selected == true }.map { ", with only the top \($0.restored) of its \(r.restored) restores (a bisection of its step)" } ?? "") }
+                   ?? "the last round's (no round was chosen)") + ".</p>\n"
         }
         guard !rounds.isEmpty else { return h + "<p>No rounds were logged.</p>\n" }
         h += "<div class=\"figs\">\n"
@@ -163,6 +164,11 @@ extension DemoReport {
             h += "<td class=\"num\">\(r.rolled_back)</td><td class=\"num\">\(r.restored_total)</td><td class=\"num\">\(score(r.task_score))</td>"
             h += "<td class=\"num\">\(percent(r.check?.harmful))</td><td class=\"num\">\(percent(r.check?.benign_refusal))</td>"
             h += "<td class=\"num\">\(String(format: "%.1f", secs))</td></tr>\n"
+            for b in r.bisect ?? [] {   // the check's bisection of this round's step
+                h += "<tr><td class=\"num\">\(r.round)\(b.selected == true ? " ✓" : "")</td><td>bisection: top \(b.restored) restores</td><td colspan=\"8\"></td>"
+                h += "<td class=\"num\">\(percent(b.check.harmful))</td><td class=\"num\">\(percent(b.check.benign_refusal))</td>"
+                h += "<td class=\"num\">\(String(format: "%.1f", b.seconds_check))</td></tr>\n"
+            }
         }
         return h + "</table>\n"
     }

@@ -49,6 +49,7 @@ struct Recover: ParsableCommand {
     @Option(help: "Refusal check: new tokens per answer (refusals show in the first sentence).") var checkMaxTokens = 32
     @Option(help: "Refusal check: how much more often than the aligned model a chosen round may refuse benign prompts (a margin under your limit for the check's sampling noise).") var benignSlack = RecoveryOptions().benignSlack
     @Option(help: "Refusal check: a round whose harmful rate is at most the aligned model's plus this ends the run.") var harmfulSlack = RecoveryOptions().harmfulSlack
+    @Option(help: "Refusal check: when a round goes from too many harmful answers (before it) to too many benign refusals, try only its top half, quarter, … of the restores by |gradient|, with up to this many extra checks (0: off).") var checkBisect = RecoveryOptions().bisectSteps
     @Option(help: "Layer-major rounds, one block of weights and gradients in memory at a time (same result; for models larger than memory): auto (when the blocks below the layer, their gradients and one pass's activations would take more than half the memory), on, off. Not with --task.") var streaming = "auto"
     @Option(help: ggufOutputTypeHelp) var dtype: String = "f32"
     @Flag(help: "Also write every round's patch as OUT.round-N.patch.safetensors (apply-patch turns one into that round's model).") var keepRoundPatches = false
@@ -67,8 +68,8 @@ struct Recover: ParsableCommand {
         guard ["auto", "on", "off"].contains(streaming) else { throw ValidationError("--streaming must be auto, on or off") }
         if task != nil && streaming == "on" { throw ValidationError("--streaming on does not work with --task (the task check needs the whole model)") }
         guard (checkHarmful == nil) == (checkBenign == nil) else { throw ValidationError("--check-harmful and --check-benign go together") }
-        guard checkMaxTokens >= 1, (0...1).contains(benignSlack), (0...1).contains(harmfulSlack) else {
-            throw ValidationError("need --check-max-tokens ≥ 1 and --benign-slack, --harmful-slack in [0, 1]")
+        guard checkMaxTokens >= 1, checkBisect >= 0, (0...1).contains(benignSlack), (0...1).contains(harmfulSlack) else {
+            throw ValidationError("need --check-max-tokens ≥ 1, --check-bisect ≥ 0 and --benign-slack, --harmful-slack in [0, 1]")
         }
         if checkHarmful != nil && streaming == "on" { throw ValidationError("--streaming on does not work with a refusal check (it generates with the whole model)") }
         if task == nil && rollbackPrompts != nil { throw ValidationError("--rollback-prompts needs --task (rollback is part of Scenario II)") }
@@ -89,7 +90,7 @@ struct Recover: ParsableCommand {
         }
         var refusals: RefusalCheck? = nil
         if let checkHarmful, let checkBenign {
-            o.harmfulSlack = harmfulSlack; o.benignSlack = benignSlack
+            o.harmfulSlack = harmfulSlack; o.benignSlack = benignSlack; o.bisectSteps = checkBisect
             refusals = refusalPhraseCheck(harmful: try readPrompts(checkHarmful), benign: try readPrompts(checkBenign), maxTokens: checkMaxTokens,
                                     name: "\(checkHarmful) + \(checkBenign)")
         }

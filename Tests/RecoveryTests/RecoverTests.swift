@@ -14,6 +14,7 @@ func untimed(_ l: [RoundLog]) -> [RoundLog] {
         var x = $0
         x.seconds_forward_backward = 0; x.seconds_selection = 0; x.seconds_rollback = 0; x.seconds_task = 0; x.seconds_checkpoint = 0
         x.seconds_check = x.seconds_check.map { _ in 0 }
+        x.bisect = x.bisect?.map { var b = $0; b.seconds_check = 0; return b }
         return x
     }
 }
@@ -219,10 +220,13 @@ func untimed(_ l: [RoundLog]) -> [RoundLog] {
 
     /// A refusal check with scripted rates: the aligned model's, and per round (by how many
     /// eligible weights differ from F, k per round; 0: F itself), so a resumed run sees the same.
-    static func scriptedRefusals(finetuned: String, k: Int, aligned: RefusalRates, rounds: [RefusalRates]) -> RefusalCheck {
+    /// `partial`: the rates of models between rounds (a bisection), by their number of changed weights.
+    static func scriptedRefusals(finetuned: String, k: Int, aligned: RefusalRates, rounds: [RefusalRates],
+                                 partial: [Int: RefusalRates] = [:]) -> RefusalCheck {
         RefusalCheck(name: "scripted") { model in
             guard model.path == finetuned else { return aligned }
             let changed = try changedWeights(model, from: finetuned)
+            if let r = partial[changed] { return r }
             precondition(changed % k == 0, "\(changed) changed weights, k = \(k)")
             return rounds[changed / k]
         }
@@ -239,6 +243,7 @@ func untimed(_ l: [RoundLog]) -> [RoundLog] {
         let (finetuned, _) = try RecoverTests.makeFinetuned(dir)
         var o = RecoverTests.options()
         o.rounds = 6
+        o.bisectSteps = 0   // (bisection: the next test)
         let eligible = try GGUFFile(path: RealModels.smol).modelConfig().layerSpecs(0).filter { !$0.hfName.hasSuffix("layernorm.weight") }
             .reduce(0) { $0 + $1.shape.reduce(1, *) } * RecoverTests.layer
         let k = Int((o.rate * Double(eligible)).rounded())
@@ -286,5 +291,59 @@ func untimed(_ l: [RoundLog]) -> [RoundLog] {
         let none = RecoveryRun(aligned: RealModels.smol, finetuned: finetuned, out: dir + "/none.gguf", options: o, check: same, log: { _ in })
         #expect(try none.run().isEmpty)
         #expect(try SparsePatch.read(none.paths.patch).count == 0)
+    }
+
+    /// A round that goes from too many harmful answers to too many benign refusals is bisected:
+    /// its top half of restores by |gradient| (too many refusals still), then its top quarter
+    /// (close enough: the output, and the run ends). The output is the first round plus a prefix
+    /// of the second round's selection; a run killed after round 1 resumes to the same bytes.
+    @Test func refusalCheckBisectsARoundThatOvershoots() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("realign-bisect-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let (finetuned, _) = try RecoverTests.makeFinetuned(dir)
+        var o = RecoverTests.options()
+        o.rounds = 4
+        #expect(o.bisectSteps == 3)
+        let eligible = try GGUFFile(path: RealModels.smol).modelConfig().layerSpecs(0).filter { !$0.hfName.hasSuffix("layernorm.weight") }
+            .reduce(0) { $0 + $1.shape.reduce(1, *) } * RecoverTests.layer
+        let k = Int((o.rate * Double(eligible)).rounded())
+        let aligned = RefusalRates(harmful: 0.30, benign_refusal: 0.10)
+        func rates(_ h: Double, _ b: Double) -> RefusalRates { RefusalRates(harmful: h, benign_refusal: b) }
+        // F; round 1: too many harmful answers (acceptable, the best so far); round 2: too many benign refusals.
+        let script = [rates(0.9, 0.0), rates(0.6, 0.10), rates(0.1, 0.3), rates(0.5, 0.1), rates(0.5, 0.1)]
+        let partial = [k + k / 2: rates(0.2, 0.2), k + k / 4: rates(0.31, 0.11)]
+        let check = RecoverTests.scriptedRefusals(finetuned: finetuned, k: k, aligned: aligned, rounds: script, partial: partial)
+        var lines: [String] = []
+        let run = RecoveryRun(aligned: RealModels.smol, finetuned: finetuned, out: dir + "/r.gguf", options: o, check: check, log: { lines.append($0) })
+        run.keepRoundPatches = true
+        let log = try run.run()
+        #expect(log.map(\.round) == [1, 2])
+        #expect(log.map(\.check) == [script[1], script[2]])
+        #expect(log[0].bisect == nil)   // F had too many harmful answers, but round 1 no benign overshoot
+        #expect(log[1].bisect?.map(\.restored) == [k / 2, k / 4])
+        #expect(log[1].bisect?.map(\.check) == [partial[k + k / 2]!, partial[k + k / 4]!])
+        #expect(log[1].bisect?.map(\.selected) == [nil, true])
+        #expect(log.map(\.selected) == [nil, true])
+        #expect(lines.contains { $0.contains("round 2 (top \(k / 4) restores)") && $0.contains("close enough to the aligned model, stopping") })
+
+        // The output: round 1's patch plus the first k/4 of round 2's restores (a subset of round 2's patch).
+        let out = try SparsePatch.read(run.paths.patch)
+        let round1 = try SparsePatch.read(run.paths.roundPatch(1)), round2 = try SparsePatch.read(run.paths.roundPatch(2))
+        #expect(out.count == k + k / 4 && round2.count == 2 * k)
+        #expect(try RecoverTests.changedWeights(LanguageModel.load(run.paths.out), from: finetuned) == k + k / 4)
+        func indices(_ p: SparsePatch, _ name: String) -> Set<UInt32> { Set(p.entries[name]?.indices ?? []) }
+        for name in round2.tensorNames {
+            let o2 = indices(round2, name), oo = indices(out, name), o1 = indices(round1, name)
+            #expect(o1.isSubset(of: oo) && oo.isSubset(of: o2))
+        }
+
+        // Killed after round 1, resumed: the same log and model.
+        let cut = RecoveryRun(aligned: RealModels.smol, finetuned: finetuned, out: dir + "/cut.gguf", options: o, check: check, log: { _ in })
+        cut.stopAfterRound = 1
+        #expect(throws: RecoveryError.self) { try cut.run() }
+        let resumed = RecoveryRun(aligned: RealModels.smol, finetuned: finetuned, out: dir + "/cut.gguf", options: o, check: check, log: { _ in })
+        #expect(untimed(try resumed.run(resume: true)) == untimed(log))
+        #expect(try fileBytes(run.paths.out) == fileBytes(resumed.paths.out))
     }
 }
