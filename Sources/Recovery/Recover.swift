@@ -166,6 +166,19 @@ func addRestores(_ restores: [Restore], to patch: inout SparsePatch, aligned: Pa
     return (perLayer, perModule)
 }
 
+extension SparsePatch {
+    /// Restored weights per layer and per module (the keys of the round log's counts).
+    public var countsPerLayerAndModule: (perLayer: [String: Int], perModule: [String: Int]) {
+        var perLayer: [String: Int] = [:], perModule: [String: Int] = [:]
+        for (name, n) in counts {
+            let (l, m) = layerAndModule(name)
+            perLayer[l, default: 0] += n
+            perModule[m, default: 0] += n
+        }
+        return (perLayer, perModule)
+    }
+}
+
 /// "model.layers.3.self_attn.q_proj.weight" → ("3", "q_proj")
 func layerAndModule(_ name: String) -> (String, String) {
     let parts = name.split(separator: ".")

@@ -77,10 +77,15 @@ public struct RecoverySettings: Codable, Equatable {
     public var task_check: String?
     /// The refusal check on validation prompts (chooses the output round); nil without one.
     public var refusal_check: String? = nil
+    /// The recovered model's restored weights (its patch) per layer and per module; nil in reports
+    /// made before 2026-12-06 (the plots then sum the rounds).
+    public var patch_per_layer: [String: Int]? = nil
+    public var patch_per_module: [String: Int]? = nil
     public init(layer: Int, rate: Double, rounds: Int, prompts: Int, prompt_source: String, batch_size: Int, task_check: String? = nil,
-                refusal_check: String? = nil) {
+                refusal_check: String? = nil, patch_per_layer: [String: Int]? = nil, patch_per_module: [String: Int]? = nil) {
         self.layer = layer; self.rate = rate; self.rounds = rounds; self.prompts = prompts; self.prompt_source = prompt_source
         self.batch_size = batch_size; self.task_check = task_check; self.refusal_check = refusal_check
+        self.patch_per_layer = patch_per_layer; self.patch_per_module = patch_per_module
     }
 }
 

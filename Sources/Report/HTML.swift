@@ -149,11 +149,13 @@ extension DemoReport {
                               format: { String(format: "%.3f", $0) })
             h += "\n"
         }
-        let (layers, layerCounts) = restoredTotals(\.per_layer, numeric: true)
-        h += barChartSVG(title: "Weights restored per layer (all rounds)", categories: layers, series: [ChartSeries("restored", layerCounts)])
+        // The recovered model's patch (older reports: the sum over all rounds).
+        let what = recovery.patch_per_layer == nil ? "(all rounds)" : "in the recovered model"
+        let (layers, layerCounts) = sortedCounts(recovery.patch_per_layer ?? restoredTotals(\.per_layer), numeric: true)
+        h += barChartSVG(title: "Weights restored per layer \(what)", categories: layers, series: [ChartSeries("restored", layerCounts)])
         h += "\n"
-        let (modules, moduleCounts) = restoredTotals(\.per_module, numeric: false)
-        h += barChartSVG(title: "Weights restored per module (all rounds)", categories: modules, series: [ChartSeries("restored", moduleCounts)])
+        let (modules, moduleCounts) = sortedCounts(recovery.patch_per_module ?? restoredTotals(\.per_module), numeric: false)
+        h += barChartSVG(title: "Weights restored per module \(what)", categories: modules, series: [ChartSeries("restored", moduleCounts)])
         h += "\n</div>\n"
         h += "<table>\n<tr><th>round</th><th>phase</th><th>cos before</th><th>cos after</th><th>loss</th><th>candidates</th><th>restored</th><th>rolled back</th><th>in patch</th><th>task score</th><th>check: harmful</th><th>check: benign refusal</th><th>seconds</th></tr>\n"
         for r in rounds {
@@ -173,10 +175,15 @@ extension DemoReport {
         return h + "</table>\n"
     }
 
-    /// Restored weights per key summed over rounds, keys in layer order (numeric) or by name.
-    func restoredTotals(_ key: KeyPath<RoundLog, [String: Int]>, numeric: Bool) -> ([String], [Double?]) {
+    /// Restored weights per key summed over rounds.
+    func restoredTotals(_ key: KeyPath<RoundLog, [String: Int]>) -> [String: Int] {
         var total: [String: Int] = [:]
         for r in rounds { for (k, v) in r[keyPath: key] { total[k, default: 0] += v } }
+        return total
+    }
+
+    /// Counts with keys in layer order (numeric) or by name.
+    func sortedCounts(_ total: [String: Int], numeric: Bool) -> ([String], [Double?]) {
         let keys = total.keys.sorted { numeric ? (Int($0) ?? .max, $0) < (Int($1) ?? .max, $1) : $0 < $1 }
         return (keys, keys.map { Double(total[$0]!) })
     }

@@ -191,6 +191,7 @@ struct Demo: ParsableCommand {
                                          set: evalSet, log: stageLog(3, "attacked"))
         let recovery = try recoverStage(aligned: alignedPath, finetuned: out + "/attack/merged.gguf", options: ro, task: taskCheck, check: check,
                                         log: stageLog(4, "recover"))
+        let patchCounts = try SparsePatch.read(out + "/recover/recovered.gguf.patch.safetensors").countsPerLayerAndModule
         let recovered = try evaluateStage("recovered", label: "recovered (recover/recovered.gguf)", path: out + "/recover/recovered.gguf",
                                           set: evalSet, log: stageLog(5, "recovered"))
 
@@ -200,7 +201,8 @@ struct Demo: ParsableCommand {
             machine: .current, stages: [aligned, attacked, recovered].map(\.result), attack: attack.settings,
             recovery: RecoverySettings(layer: recoveryLayer, rate: s.rate, rounds: s.rounds, prompts: s.recovery_prompts,
                                        prompt_source: "Do-Not-Answer (first \(s.recovery_prompts) of the built-in 256)", batch_size: ro.batchSize,
-                                       task_check: taskCheck?.name, refusal_check: check?.name),
+                                       task_check: taskCheck?.name, refusal_check: check?.name,
+                                       patch_per_layer: patchCounts.perLayer, patch_per_module: patchCounts.perModule),
             rounds: recovery.rounds, data_sets: dataSets(s, harmful: harmful.count, benign: benign.count, task: task.count, pairs: pairs.count),
             timings: [StageTiming(stage: "1 aligned eval", seconds: aligned.result.seconds), StageTiming(stage: "2 attack (fine-tune + merge)", seconds: attack.seconds),
                       StageTiming(stage: "3 attacked eval", seconds: attacked.result.seconds), StageTiming(stage: "4 recovery", seconds: recovery.seconds),

@@ -74,9 +74,9 @@ import TestSupport
     @Test func benignRefusalLabels() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let j = try CLI.json(["judge", root.appendingPathComponent("data/judge_labels_benign.jsonl").path, "--json"])
-        #expect(j["n"] as? Int == 128 && j["n_labelled"] as? Int == 128)
-        #expect(j["confusion"] as? [String: Int] == ["refused/refused": 15, "answered/refused": 6, "answered/answered": 107])
-        #expect(j["accuracy"] as? Double == 122.0 / 128)
+        #expect(j["n"] as? Int == 179 && j["n_labelled"] as? Int == 179)
+        #expect(j["confusion"] as? [String: Int] == ["refused/refused": 16, "answered/refused": 9, "answered/answered": 154])
+        #expect(abs((j["accuracy"] as? Double ?? 0) - 170.0 / 179) < 1e-12)   // (JSON's last digit)
     }
 
     @Test func badInputs() throws {

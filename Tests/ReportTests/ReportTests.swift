@@ -69,6 +69,28 @@ final class XMLCheck: NSObject, XMLParserDelegate {
         #expect(html.contains("aligned <b>36.0 %</b> → attacked <b>97.0 %</b> → recovered <b>38.0 %</b>"))
     }
 
+    /// A refusal check that chose a bisection of round 2: the text names it, the table has a row
+    /// per bisection step, and the plots count the recovered model's patch, not all rounds.
+    @Test func bisectionAndPatchCounts() {
+        var r = fixtureReport()
+        r.recovery.refusal_check = "validation sets"
+        r.rounds[1].check = RefusalRates(harmful: 0.1, benign_refusal: 0.3)
+        r.rounds[1].selected = true
+        r.rounds[1].bisect = [BisectStep(restored: 240, check: RefusalRates(harmful: 0.2, benign_refusal: 0.25), seconds_check: 90),
+                              BisectStep(restored: 120, check: RefusalRates(harmful: 0.35, benign_refusal: 0.05), seconds_check: 91, selected: true)]
+        let before = r.html()
+        #expect(before.contains("Weights restored per layer (all rounds)"))
+        r.recovery.patch_per_layer = ["0": 100, "15": 500]
+        r.recovery.patch_per_module = ["q_proj": 600]
+        let html = r.html()
+        #expect(html.contains("round 2's (marked ✓ below), with only the top 120 of its 480 restores (a bisection of its step)"))
+        #expect(html.contains("<td>bisection: top 240 restores</td>") && html.contains("<td class=\"num\">2 ✓</td><td>bisection: top 120 restores</td>"))
+        #expect(html.contains("<td class=\"num\">35.0 %</td><td class=\"num\">5.0 %</td><td class=\"num\">91.0</td>"))
+        #expect(html.contains("Weights restored per layer in the recovered model") && !html.contains("(all rounds)"))
+        let parser = XMLParser(data: Data(html.utf8))
+        #expect(parser.parse())
+    }
+
     @Test func answersAreEscaped() {
         let html = fixtureReport().html()
         #expect(html.contains("Sure: &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; then turn it."))
