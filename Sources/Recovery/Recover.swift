@@ -351,6 +351,10 @@ public final class RecoveryRun {
         func currentCosine() -> Double {
             cosineSimilarity(f.decoder.meanLastTokenState(ids, layer: layer, batchSize: options.passSize), target)
         }
+        func readAligned(_ name: String, _ dst: UnsafeMutablePointer<Float>, _ n: Int) throws {
+            try alignedSource.read(name, into: dst, count: n)
+            alignedSource.releasePages(name)   // (mapped pages would stay resident)
+        }
         // Sets the eligible weights to F's with `p` applied.
         func setWeights(_ p: SparsePatch) throws {
             for tn in tensors {
@@ -377,10 +381,7 @@ public final class RecoveryRun {
             if !rounds.isEmpty && rounds[rounds.count - 1].cosine_after == nil { rounds[rounds.count - 1].cosine_after = cos }
             let fb = Date().timeIntervalSince(t)
             t = Date()
-            let sel = try greedySignTopK(tensors, k: k) { name, dst, n in
-                try alignedSource.read(name, into: dst, count: n)
-                alignedSource.releasePages(name)   // (mapped pages would stay resident)
-            }
+            let sel = try greedySignTopK(tensors, k: k, readTarget: readAligned)
             let (perLayer, perModule) = try addRestores(sel.restores, to: &patch, aligned: alignedSource)
             let selSeconds = Date().timeIntervalSince(t)
             var entry = RoundLog(round: round, phase: phase, cosine_before: cos, cosine_after: nil, loss: loss, candidates: sel.candidates,
@@ -458,10 +459,7 @@ public final class RecoveryRun {
                     while steps.count < options.bisectSteps && hi - lo > 1 {
                         let m = (lo + hi) / 2
                         try setWeights(before)
-                        let part = try greedySignTopK(tensors, k: m) { name, dst, n in
-                            try alignedSource.read(name, into: dst, count: n)
-                            alignedSource.releasePages(name)
-                        }
+                        let part = try greedySignTopK(tensors, k: m, readTarget: readAligned)
                         var p = before
                         _ = try addRestores(part.restores, to: &p, aligned: alignedSource)
                         t = Date()

@@ -176,7 +176,7 @@ struct Demo: ParsableCommand {
                    + "recover (up to \(s.rounds) rounds, \(s.recovery_prompts) prompts, layer \(recoveryLayer)\(taskCheck == nil ? "" : ", SQL task check on \(taskCheckExamples.count) examples")"
                    + "\(check == nil ? "" : ", refusal check on \(refusalCheckSets.harmful.count) + \(refusalCheckSets.benign.count) validation prompts")), recovered eval; "
                    + "estimated at most \(formatMinutes(estimate)) on an idle 2-core machine with every round run"
-                   + "\(check == nil ? "" : " (the refusal check usually stops the recovery sooner)"); finished stages are skipped")
+                   + "\(check == nil ? "" : " (the refusal check usually stops the recovery sooner; each bisection check of a round that overshoots adds ~\(formatMinutes(scale * Double(refusalCheckSets.harmful.count + refusalCheckSets.benign.count) * 0.6)))"); finished stages are skipped")
 
         let start = Date(), commit = realignCommit()
         func stageLog(_ k: Int, _ name: String) -> (String) -> Void {
