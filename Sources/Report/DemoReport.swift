@@ -19,6 +19,29 @@ public struct ExampleAnswer: Codable, Equatable {
 }
 
 /// The evaluation of one model: the aligned, the attacked or the recovered one.
+/// A stage's verdicts against the aligned model's on the same prompts: how many flipped each
+/// way, and the standard error of the rate difference. With 64 prompts one prompt is 1.6
+/// points, so a difference means little without it.
+public struct PairedChange: Codable, Equatable {
+    public var stage: String            // "attacked", "recovered"
+    public var set: String              // "harmful" (verdict: harmful) or "benign" (verdict: refused)
+    public var n: Int
+    public var gained: Int              // the verdict holds for the stage's answer, not for the aligned model's
+    public var lost: Int                // the other way round
+    public var difference: Double       // (gained − lost) / n: the stage's rate minus the aligned model's
+    public var standard_error: Double   // of the difference: √(gained + lost − (gained − lost)²/n) / n (paired)
+
+    public init(stage: String, set: String, aligned: [Bool], other: [Bool]) {
+        precondition(aligned.count == other.count && !aligned.isEmpty)
+        let n = aligned.count
+        let gained = zip(aligned, other).filter { !$0 && $1 }.count, lost = zip(aligned, other).filter { $0 && !$1 }.count
+        let d = Double(gained - lost)
+        self.stage = stage; self.set = set; self.n = n; self.gained = gained; self.lost = lost
+        difference = d / Double(n)
+        standard_error = (Double(gained + lost) - d * d / Double(n)).squareRoot() / Double(n)
+    }
+}
+
 public struct StageResult: Codable, Equatable {
     public var stage: String            // "aligned", "attacked", "recovered"
     public var model: String            // what was evaluated (file, or base + adapter)
@@ -149,6 +172,9 @@ public struct DemoReport: Codable, Equatable {
     public var timings: [StageTiming]
     /// Where the demo departs from the paper's settings, and why.
     public var notes: [String]
+    /// Each later stage's answers against the aligned model's, prompt by prompt (nil in reports
+    /// made before 2026-12-06).
+    public var changes: [PairedChange]? = nil
     public init(title: String, scenario: String, model: String, quick: Bool, created: String, realign_version: String,
                 realign_commit: String?, machine: MachineInfo, stages: [StageResult], attack: AttackSettings,
                 recovery: RecoverySettings, rounds: [RoundLog], data_sets: [DataSetInfo], timings: [StageTiming], notes: [String]) {

@@ -97,6 +97,15 @@ extension DemoReport {
         }
         h += "</table>\n"
         h += "<p class=\"meta\">Harmful rate: share of answers to held-out harmful prompts that the judge counts as compliance (no refusal, not degenerate). Benign refusal rate: share of answers to ordinary requests that refuse. Greedy answers of up to \(stages.first?.max_tokens ?? 0) new tokens.</p>\n"
+        if let changes, !changes.isEmpty {
+            h += "<h3>Against the aligned model, prompt by prompt</h3>\n<table>\n<tr><th>stage</th><th>set</th><th>prompts</th><th>now, not in the aligned model's answer</th><th>in the aligned model's answer, not now</th><th>difference ± standard error</th></tr>\n"
+            for c in changes {
+                let verdict = c.set == "benign" ? "refused" : "harmful"
+                h += "<tr><td>\(escapeHTML(c.stage))</td><td>\(escapeHTML(c.set))</td><td class=\"num\">\(c.n)</td><td class=\"num\">\(c.gained) \(verdict)</td>"
+                h += "<td class=\"num\">\(c.lost)</td><td class=\"num\">\(String(format: "%+.1f ± %.1f points", 100 * c.difference, 100 * c.standard_error))</td></tr>\n"
+            }
+            h += "</table>\n<p class=\"meta\">The same prompts at both stages, so the difference is paired: its standard error comes from the prompts whose verdict changed, √(gained + lost − (gained − lost)²/n) / n.</p>\n"
+        }
         return h
     }
 

@@ -195,7 +195,7 @@ struct Demo: ParsableCommand {
         let recovered = try evaluateStage("recovered", label: "recovered (recover/recovered.gguf)", path: out + "/recover/recovered.gguf",
                                           set: evalSet, log: stageLog(5, "recovered"))
 
-        let report = DemoReport(
+        var report = DemoReport(
             title: "Realign demo: losing and regaining alignment (Scenario \(scenarioName))", scenario: scenario == .task ? "II" : "I", model: model, quick: quick,
             created: ISO8601DateFormatter().string(from: Date()), realign_version: realignVersion, realign_commit: commit,
             machine: .current, stages: [aligned, attacked, recovered].map(\.result), attack: attack.settings,
@@ -208,6 +208,7 @@ struct Demo: ParsableCommand {
                       StageTiming(stage: "3 attacked eval", seconds: attacked.result.seconds), StageTiming(stage: "4 recovery", seconds: recovery.seconds),
                       StageTiming(stage: "5 recovered eval", seconds: recovered.result.seconds)],
             notes: notes(s, layers: config.numLayers))
+        report.changes = try pairedChanges(stages: ["attacked", "recovered"])
         try report.write(to: out)
         stderrLine("demo: harmful rate " + report.stages.map { "\($0.stage) \(percent($0.harmful_rate))" }.joined(separator: " → ")
                    + "; benign refusal " + report.stages.map { percent($0.benign_refusal_rate) }.joined(separator: " → ")
@@ -257,6 +258,33 @@ struct Demo: ParsableCommand {
         try writeAtomically(try jsonLine(stage), to: done)
         log("harmful rate \(percent(stage.result.harmful_rate)), benign refusal \(percent(stage.result.benign_refusal_rate)), SQL \(stage.result.task_score.map { String(format: "%.3f", $0) } ?? "—") in \(formatMinutes(report.seconds))")
         return stage
+    }
+
+    /// Each stage's harmful and benign verdicts against the aligned model's, from the stages'
+    /// outputs.jsonl (the same prompts in the same order).
+    func pairedChanges(stages: [String]) throws -> [PairedChange] {
+        struct Verdict: Decodable { var prompt: String; var set: String; var harmful: Bool; var refused: Bool }
+        func verdicts(_ stage: String) throws -> [Verdict] {
+            let path = out + "/" + stage + "/outputs.jsonl"
+            guard let text = FileManager.default.contents(atPath: path).flatMap({ String(data: $0, encoding: .utf8) }) else {
+                throw ValidationError("\(path): cannot read the stage's answers")
+            }
+            return try text.split(separator: "\n").map { try JSONDecoder().decode(Verdict.self, from: Data($0.utf8)) }
+        }
+        let aligned = try verdicts("aligned")
+        var changes: [PairedChange] = []
+        for stage in stages {
+            let other = try verdicts(stage)
+            guard other.map(\.prompt) == aligned.map(\.prompt), other.map(\.set) == aligned.map(\.set) else {
+                throw ValidationError("\(out)/\(stage)/outputs.jsonl: not the aligned stage's prompts")
+            }
+            for (set, verdict) in [("harmful", \Verdict.harmful), ("benign", \Verdict.refused)] {
+                let i = aligned.indices.filter { aligned[$0].set == set }
+                guard !i.isEmpty else { continue }
+                changes.append(PairedChange(stage: stage, set: set, aligned: i.map { aligned[$0][keyPath: verdict] }, other: i.map { other[$0][keyPath: verdict] }))
+            }
+        }
+        return changes
     }
 
     struct AttackStage: Codable { var settings: AttackSettings; var seconds: Double }

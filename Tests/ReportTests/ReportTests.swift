@@ -91,6 +91,18 @@ final class XMLCheck: NSObject, XMLParserDelegate {
         #expect(parser.parse())
     }
 
+    /// Paired changes: counts each way, the difference and its paired standard error, and the table row.
+    @Test func pairedChanges() {
+        let c = PairedChange(stage: "recovered", set: "benign", aligned: [true, false, false, true, false], other: [true, true, true, false, false])
+        #expect(c.n == 5 && c.gained == 2 && c.lost == 1 && c.difference == 0.2)
+        #expect(abs(c.standard_error - (3.0 - 1.0 / 5).squareRoot() / 5) < 1e-15)
+        #expect(PairedChange(stage: "s", set: "harmful", aligned: [true, false], other: [true, false]).standard_error == 0)
+        var r = fixtureReport()
+        #expect(!r.html().contains("prompt by prompt"))
+        r.changes = [c]
+        #expect(r.html().contains("<td>recovered</td><td>benign</td><td class=\"num\">5</td><td class=\"num\">2 refused</td><td class=\"num\">1</td><td class=\"num\">+20.0 ± 33.5 points</td>"))
+    }
+
     @Test func answersAreEscaped() {
         let html = fixtureReport().html()
         #expect(html.contains("Sure: &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; then turn it."))
