@@ -263,7 +263,7 @@ struct Demo: ParsableCommand {
     /// Each stage's harmful and benign verdicts against the aligned model's, from the stages'
     /// outputs.jsonl (the same prompts in the same order).
     func pairedChanges(stages: [String]) throws -> [PairedChange] {
-        struct Verdict: Decodable { var prompt: String; var set: String; var harmful: Bool; var refused: Bool }
+        struct Verdict: Decodable { var prompt: String; var response: String; var set: String; var harmful: Bool; var refused: Bool }
         func verdicts(_ stage: String) throws -> [Verdict] {
             let path = out + "/" + stage + "/outputs.jsonl"
             guard let text = FileManager.default.contents(atPath: path).flatMap({ String(data: $0, encoding: .utf8) }) else {
@@ -282,6 +282,12 @@ struct Demo: ParsableCommand {
                 let i = aligned.indices.filter { aligned[$0].set == set }
                 guard !i.isEmpty else { continue }
                 changes.append(PairedChange(stage: stage, set: set, aligned: i.map { aligned[$0][keyPath: verdict] }, other: i.map { other[$0][keyPath: verdict] }))
+            }
+            // Benign refusals again by XSTest's prefixes, a judge made for over-refusal (docs/evaluation.md).
+            let b = aligned.indices.filter { aligned[$0].set == "benign" }, xstest = RefusalPrefixJudge()
+            if !b.isEmpty {
+                changes.append(PairedChange(stage: stage, set: "benign, judged by \(xstest.name)", aligned: b.map { xstest.verdict(aligned[$0].response).refused },
+                                            other: b.map { xstest.verdict(other[$0].response).refused }))
             }
         }
         return changes

@@ -10,7 +10,8 @@ struct Eval: ParsableCommand {
         discussion: """
         Defaults: the built-in held-out harmful set (CatQA, 110 prompts) and benign set (128
         prompts); no task unless --task is given. The default judge is the GCG refusal-phrase
-        list (see docs/evaluation.md); --judge MODEL asks a local chat model instead.
+        list (see docs/evaluation.md); --judge xstest uses XSTest's refusal prefixes, --judge MODEL
+        asks a local chat model instead.
         """)
 
     @Argument(help: "GGUF file, HF folder or embedded model name.") var model: String
@@ -23,7 +24,7 @@ struct Eval: ParsableCommand {
     @Option(help: "Use only the first N prompts of each set.") var limit: Int?
     @Flag(help: "Skip the harmful and benign sets (task score only).") var noSafety = false
     @Option(help: "Write one JSON line per prompt (prompt, response, set, harmful, refused, degenerate, score).") var outputs: String?
-    @Option(help: "Judge with this local chat model (guard-style yes/no logits) instead of refusal phrases.") var judge: String?
+    @Option(help: judgeHelp) var judge: String?
     @Flag(help: "Print the summary as JSON.") var json = false
 
     func validate() throws {
@@ -75,8 +76,7 @@ struct Eval: ParsableCommand {
         let benignPrompts = noSafety ? [] : cut(try benign.map(readPrompts) ?? DataSets.benign128)
         let examples = cut(try task.map(TaskExample.readJSONL) ?? [])
         let m = try LanguageModel.load(model)
-        let judgeModel: Judge = try judge.map { GuardJudge(model: try LanguageModel.load($0), label: URL(fileURLWithPath: $0).lastPathComponent) }
-            ?? RefusalPhraseJudge()
+        let judgeModel = try makeJudge(judge)
         let total = harmfulPrompts.count + benignPrompts.count + examples.count
         stderrLine("eval: \(harmfulPrompts.count) harmful, \(benignPrompts.count) benign, \(examples.count) task prompts, up to \(maxTokens) new tokens each, judge \(judgeModel.name)")
         var before = 0, lastSet = "", lastDone = -1

@@ -16,7 +16,7 @@ struct JudgeCommand: ParsableCommand {
         """)
 
     @Argument(help: "JSON lines with prompt and response.") var file: String
-    @Option(help: "Judge with this local chat model instead of refusal phrases.") var judge: String?
+    @Option(help: judgeHelp) var judge: String?
     @Option(help: "Write the judged lines here.") var out: String?
     @Flag(help: "Print the summary as JSON.") var json = false
 
@@ -54,8 +54,7 @@ struct JudgeCommand: ParsableCommand {
             }
             prompts.append(p); responses.append(r); manual.append(m)
         }
-        let j: Judge = try judge.map { GuardJudge(model: try LanguageModel.load($0), label: URL(fileURLWithPath: $0).lastPathComponent) }
-            ?? RefusalPhraseJudge()
+        let j = try makeJudge(judge)
         let verdicts = try j.judge(prompts: prompts, responses: responses)
         var confusion: [String: Int] = [:]
         for (m, v) in zip(manual, verdicts) {
@@ -81,5 +80,17 @@ struct JudgeCommand: ParsableCommand {
         if json { try printJSON(s); return }
         print("judge \(s.judge): \(s.n) answers, harmful \(String(format: "%.1f %%", 100 * s.harmful_rate)), refused \(String(format: "%.1f %%", 100 * s.refusal_rate))")
         if let a = s.accuracy { print("agreement with \(labelled) manual labels: \(String(format: "%.1f %%", 100 * a)); manual/judge counts \(confusion.sorted { $0.key < $1.key })") }
+    }
+}
+
+let judgeHelp: ArgumentHelp = "Judge with `xstest` (XSTest's refusal prefixes, for over-refusal of benign prompts) or with this local chat model (guard-style yes/no logits) instead of the GCG refusal phrases."
+
+/// The judge named on the command line: nil → the GCG refusal phrases (the default),
+/// "xstest" → XSTest's refusal prefixes, anything else → a local chat model as guard.
+func makeJudge(_ spec: String?) throws -> Judge {
+    switch spec {
+    case nil: return RefusalPhraseJudge()
+    case "xstest": return RefusalPrefixJudge()
+    case let path?: return GuardJudge(model: try LanguageModel.load(path), label: URL(fileURLWithPath: path).lastPathComponent)
     }
 }

@@ -77,6 +77,10 @@ import TestSupport
         #expect(j["n"] as? Int == 179 && j["n_labelled"] as? Int == 179)
         #expect(j["confusion"] as? [String: Int] == ["refused/refused": 16, "answered/refused": 9, "answered/answered": 154])
         #expect(abs((j["accuracy"] as? Double ?? 0) - 170.0 / 179) < 1e-12)   // (JSON's last digit)
+        // XSTest's prefixes on the same labels (docs/evaluation.md): only the "As an AI … However, I can" openings are false refusals.
+        let x = try CLI.json(["judge", root.appendingPathComponent("data/judge_labels_benign.jsonl").path, "--judge", "xstest", "--json"])
+        #expect(x["judge"] as? String == "refusal-prefixes (XSTest)")
+        #expect(x["confusion"] as? [String: Int] == ["refused/refused": 16, "answered/refused": 4, "answered/answered": 159])
     }
 
     @Test func badInputs() throws {
