@@ -100,8 +100,8 @@ extension DemoReport {
         if let changes, !changes.isEmpty {
             h += "<h3>Against the aligned model, prompt by prompt</h3>\n<table>\n<tr><th>stage</th><th>set</th><th>prompts</th><th>now, not in the aligned model's answer</th><th>in the aligned model's answer, not now</th><th>difference ± standard error</th></tr>\n"
             for c in changes {
-                let verdict = c.set.hasPrefix("benign") ? "refused" : "harmful"
-                h += "<tr><td>\(escapeHTML(c.stage))</td><td>\(escapeHTML(c.set))</td><td class=\"num\">\(c.n)</td><td class=\"num\">\(c.gained) \(verdict)</td>"
+                let verdict = c.set == "benign" ? "refused" : "harmful"
+                h += "<tr><td>\(escapeHTML(c.stage))</td><td>\(escapeHTML(c.set))\(c.judge.map { ", judged by " + escapeHTML($0) } ?? "")</td><td class=\"num\">\(c.n)</td><td class=\"num\">\(c.gained) \(verdict)</td>"
                 h += "<td class=\"num\">\(c.lost)</td><td class=\"num\">\(String(format: "%+.1f ± %.1f points", 100 * c.difference, 100 * c.standard_error))</td></tr>\n"
             }
             h += "</table>\n<p class=\"meta\">Verdicts by the stages' judge unless a row names another. The same prompts at both stages, so the difference is paired: its standard error comes from the prompts whose verdict changed, √(gained + lost − (gained − lost)²/n) / n.</p>\n"

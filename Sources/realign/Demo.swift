@@ -286,7 +286,7 @@ struct Demo: ParsableCommand {
             // Benign refusals again by XSTest's prefixes, a judge made for over-refusal (docs/evaluation.md).
             let b = aligned.indices.filter { aligned[$0].set == "benign" }, xstest = RefusalPrefixJudge()
             if !b.isEmpty {
-                changes.append(PairedChange(stage: stage, set: "benign, judged by \(xstest.name)", aligned: b.map { xstest.verdict(aligned[$0].response).refused },
+                changes.append(PairedChange(stage: stage, set: "benign", judge: xstest.name, aligned: b.map { xstest.verdict(aligned[$0].response).refused },
                                             other: b.map { xstest.verdict(other[$0].response).refused }))
             }
         }

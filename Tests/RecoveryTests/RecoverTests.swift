@@ -48,6 +48,13 @@ func untimed(_ l: [RoundLog]) -> [RoundLog] {
         return (out, perturbed)
     }
 
+    /// Weights restored per round at `rate`: the eligible weights of SmolLM2's blocks below the layer (norms excluded).
+    static func restoredPerRound(rate: Double) throws -> Int {
+        let perBlock = try GGUFFile(path: RealModels.smol).modelConfig().layerSpecs(0).filter { !$0.hfName.hasSuffix("layernorm.weight") }
+            .reduce(0) { $0 + $1.shape.reduce(1, *) }
+        return Int((rate * Double(perBlock * layer)).rounded())
+    }
+
     static func options() -> RecoveryOptions {
         var o = RecoveryOptions()
         o.layer = layer; o.rounds = 3; o.rate = 0.002; o.batchSize = 4; o.passSize = 8
@@ -70,9 +77,7 @@ func untimed(_ l: [RoundLog]) -> [RoundLog] {
         // Restoring 0.2 % at once is a large, non-infinitesimal step near the optimum: the first
         // round may overshoot (here cos 0.998 → 0.945); later rounds climb back.
         #expect(log[2].cosine_after! > log[0].cosine_after! + 0.02, "\(log.map { ($0.cosine_before, $0.cosine_after!) })")
-        let eligible = try GGUFFile(path: RealModels.smol).modelConfig().layerSpecs(0).filter { !$0.hfName.hasSuffix("layernorm.weight") }
-            .reduce(0) { $0 + $1.shape.reduce(1, *) } * RecoverTests.layer
-        let k = Int((0.002 * Double(eligible)).rounded())
+        let k = try RecoverTests.restoredPerRound(rate: 0.002)
         #expect(log.allSatisfy { $0.restored == k && $0.candidates >= k })
         #expect(log.last!.restored_total <= 3 * k && log.last!.restored_total > k)
         #expect(log[0].per_layer.keys.allSatisfy { Int($0)! < RecoverTests.layer })
@@ -173,9 +178,7 @@ func untimed(_ l: [RoundLog]) -> [RoundLog] {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let (finetuned, _) = try RecoverTests.makeFinetuned(dir)
         let o = RecoverTests.scenarioIIOptions()
-        let eligible = try GGUFFile(path: RealModels.smol).modelConfig().layerSpecs(0).filter { !$0.hfName.hasSuffix("layernorm.weight") }
-            .reduce(0) { $0 + $1.shape.reduce(1, *) } * RecoverTests.layer
-        let k = Int((o.rate * Double(eligible)).rounded())
+        let k = try RecoverTests.restoredPerRound(rate: o.rate)
         let check = RecoverTests.weightDriftCheck(finetuned: finetuned, scale: 12 * Double(k))
 
         let full = RecoveryRun(aligned: RealModels.smol, finetuned: finetuned, out: dir + "/full.gguf", options: o, task: check, log: { _ in })
@@ -244,9 +247,7 @@ func untimed(_ l: [RoundLog]) -> [RoundLog] {
         var o = RecoverTests.options()
         o.rounds = 6
         o.bisectSteps = 0   // (bisection: the next test)
-        let eligible = try GGUFFile(path: RealModels.smol).modelConfig().layerSpecs(0).filter { !$0.hfName.hasSuffix("layernorm.weight") }
-            .reduce(0) { $0 + $1.shape.reduce(1, *) } * RecoverTests.layer
-        let k = Int((o.rate * Double(eligible)).rounded())
+        let k = try RecoverTests.restoredPerRound(rate: o.rate)
         let aligned = RefusalRates(harmful: 0.30, benign_refusal: 0.10)
         func rates(_ h: Double, _ b: Double) -> RefusalRates { RefusalRates(harmful: h, benign_refusal: b) }
         // F; round 1 better; round 2 refuses 3 points more benign prompts than the aligned model (over the 2-point default);
@@ -305,9 +306,7 @@ func untimed(_ l: [RoundLog]) -> [RoundLog] {
         var o = RecoverTests.options()
         o.rounds = 4
         #expect(o.bisectSteps == 3)
-        let eligible = try GGUFFile(path: RealModels.smol).modelConfig().layerSpecs(0).filter { !$0.hfName.hasSuffix("layernorm.weight") }
-            .reduce(0) { $0 + $1.shape.reduce(1, *) } * RecoverTests.layer
-        let k = Int((o.rate * Double(eligible)).rounded())
+        let k = try RecoverTests.restoredPerRound(rate: o.rate)
         let aligned = RefusalRates(harmful: 0.30, benign_refusal: 0.10)
         func rates(_ h: Double, _ b: Double) -> RefusalRates { RefusalRates(harmful: h, benign_refusal: b) }
         // F; round 1: too many harmful answers (acceptable, the best so far); round 2: too many benign refusals.

@@ -99,7 +99,8 @@ final class XMLCheck: NSObject, XMLParserDelegate {
         #expect(PairedChange(stage: "s", set: "harmful", aligned: [true, false], other: [true, false]).standard_error == 0)
         var r = fixtureReport()
         #expect(!r.html().contains("prompt by prompt"))
-        r.changes = [c]
+        r.changes = [c, PairedChange(stage: "recovered", set: "benign", judge: "refusal-prefixes (XSTest)", aligned: [false, true], other: [true, true])]
+        #expect(r.html().contains("<td>recovered</td><td>benign, judged by refusal-prefixes (XSTest)</td><td class=\"num\">2</td><td class=\"num\">1 refused</td>"))
         #expect(r.html().contains("<td>recovered</td><td>benign</td><td class=\"num\">5</td><td class=\"num\">2 refused</td><td class=\"num\">1</td><td class=\"num\">+20.0 ± 33.5 points</td>"))
     }
 
