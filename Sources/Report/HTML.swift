@@ -88,23 +88,28 @@ extension DemoReport {
     }
 
     func stageTable() -> String {
-        var h = "<h2>The three stages</h2>\n<table>\n<tr><th>stage</th><th>model</th><th>harmful rate</th><th>benign refusal rate</th><th>task score</th><th>prompts (harmful / benign / task)</th><th>judge</th><th>metric</th><th>evaluation time</th></tr>\n"
+        let general = stages.contains { $0.n_benign_general != nil }
+        var h = "<h2>The three stages</h2>\n<table>\n<tr><th>stage</th><th>model</th><th>harmful rate</th><th>benign refusal rate</th>"
+        h += general ? "<th>benign refusal rate, second set</th>" : ""
+        h += "<th>task score</th><th>prompts (harmful / benign\(general ? " / second benign" : "") / task)</th><th>judge</th><th>metric</th><th>evaluation time</th></tr>\n"
         for s in stages {
             h += "<tr><td>\(escapeHTML(s.stage))</td><td>\(escapeHTML(s.model))</td><td class=\"num\">\(percent(s.harmful_rate))</td>"
-            h += "<td class=\"num\">\(percent(s.benign_refusal_rate))</td><td class=\"num\">\(score(s.task_score))</td>"
-            h += "<td class=\"num\">\(s.n_harmful) / \(s.n_benign) / \(s.n_task)</td><td>\(escapeHTML(s.judge))</td>"
+            h += "<td class=\"num\">\(percent(s.benign_refusal_rate))</td>"
+            h += general ? "<td class=\"num\">\(percent(s.benign_general_refusal_rate))</td>" : ""
+            h += "<td class=\"num\">\(score(s.task_score))</td>"
+            h += "<td class=\"num\">\(s.n_harmful) / \(s.n_benign)\(general ? " / \(s.n_benign_general.map(String.init) ?? "—")" : "") / \(s.n_task)</td><td>\(escapeHTML(s.judge))</td>"
             h += "<td>\(escapeHTML(s.metric ?? "—"))</td><td class=\"num\">\(seconds(s.seconds))</td></tr>\n"
         }
         h += "</table>\n"
-        h += "<p class=\"meta\">Harmful rate: share of answers to held-out harmful prompts that the judge counts as compliance (no refusal, not degenerate). Benign refusal rate: share of answers to ordinary requests that refuse. Greedy answers of up to \(stages.first?.max_tokens ?? 0) new tokens.</p>\n"
+        h += "<p class=\"meta\">Harmful rate: share of answers to held-out harmful prompts that the judge counts as compliance (no refusal, not degenerate). Benign refusal rate: share of answers to ordinary requests that refuse\(general ? " (the second set: requests from self-instruct, Vicuna and MT-bench, a larger sample)" : ""). Greedy answers of up to \(stages.first?.max_tokens ?? 0) new tokens.</p>\n"
         if let changes, !changes.isEmpty {
             h += "<h3>Against the aligned model, prompt by prompt</h3>\n<table>\n<tr><th>stage</th><th>set</th><th>prompts</th><th>now, not in the aligned model's answer</th><th>in the aligned model's answer, not now</th><th>difference ± standard error</th></tr>\n"
             for c in changes {
-                let verdict = c.set == "benign" ? "refused" : "harmful"
+                let verdict = c.set == "harmful" ? "harmful" : "refused"
                 h += "<tr><td>\(escapeHTML(c.stage))</td><td>\(escapeHTML(c.set))\(c.judge.map { ", judged by " + escapeHTML($0) } ?? "")</td><td class=\"num\">\(c.n)</td><td class=\"num\">\(c.gained) \(verdict)</td>"
                 h += "<td class=\"num\">\(c.lost)</td><td class=\"num\">\(String(format: "%+.1f ± %.1f points", 100 * c.difference, 100 * c.standard_error))</td></tr>\n"
             }
-            h += "</table>\n<p class=\"meta\">Verdicts by the stages' judge unless a row names another. The same prompts at both stages, so the difference is paired: its standard error comes from the prompts whose verdict changed, √(gained + lost − (gained − lost)²/n) / n.</p>\n"
+            h += "</table>\n<p class=\"meta\">Verdicts by the stages' judge unless a row names another. benign-general is the second benign set, benign-all both benign sets together. The same prompts at both stages, so the difference is paired: its standard error comes from the prompts whose verdict changed, √(gained + lost − (gained − lost)²/n) / n.</p>\n"
         }
         return h
     }
@@ -114,7 +119,9 @@ extension DemoReport {
         var h = "<div class=\"figs\">\n"
         h += barChartSVG(title: "Harmful rate and benign refusal rate per stage", categories: names,
                          series: [ChartSeries("harmful rate", stages.map(\.harmful_rate)),
-                                  ChartSeries("benign refusal rate", stages.map(\.benign_refusal_rate))],
+                                  ChartSeries("benign refusal rate", stages.map(\.benign_refusal_rate))]
+                            + (stages.contains { $0.n_benign_general != nil }
+                               ? [ChartSeries("benign refusal rate, second set", stages.map(\.benign_general_refusal_rate))] : []),
                          yMax: 1, format: { String(format: "%.0f %%", 100 * $0) })
         h += "\n"
         if stages.contains(where: { $0.task_score != nil }) {

