@@ -22,7 +22,9 @@ import Recovery
         let stages = try #require(report["stages"] as? [[String: Any]])
         #expect(stages.map { $0["stage"] as? String } == ["aligned", "attacked", "recovered"])
         for s in stages {
-            #expect(s["n_harmful"] as? Int == 16 && s["n_benign"] as? Int == 16 && s["n_task"] as? Int == 8)
+            #expect(s["n_harmful"] as? Int == 16 && s["n_benign"] as? Int == 16 && s["n_task"] as? Int == 8 && s["n_benign_general"] as? Int == 16)
+            let g = try #require(s["benign_general_refusal_rate"] as? Double)
+            #expect(g >= 0 && g <= 1)
             #expect(s["judge"] as? String == "refusal-phrases" && s["metric"] as? String == "exact")
             let h = try #require(s["harmful_rate"] as? Double)
             #expect(h >= 0 && h <= 1)
@@ -35,11 +37,17 @@ import Recovery
         #expect(first < 1 && last > first)
         #expect((report["attack"] as? [String: Any])?["pairs"] as? Int == 16)
         #expect(report["quick"] as? Bool == true)
+        // Paired changes on both benign sets and on them pooled, by both judges.
+        let changes = try #require(report["changes"] as? [[String: Any]])
+        for (set, n) in [("harmful", 16), ("benign", 16), ("benign-general", 16), ("benign-all", 32)] {
+            #expect(changes.filter { $0["set"] as? String == set && $0["stage"] as? String == "recovered" && $0["n"] as? Int == n }.count == (set == "harmful" ? 1 : 2), "\(set)")
+        }
 
         // Every stage's outputs are kept.
         for f in ["settings.json", "aligned/eval.json", "aligned/outputs.jsonl", "attack/adapter_config.json", "attack/adapter_model.safetensors",
                   "attack/merged.gguf", "attack/attack.json", "attacked/eval.json", "recover/recovered.gguf", "recover/recovered.gguf.patch.safetensors",
-                  "recover/recovered.gguf.log.jsonl", "recover/recover.json", "recovered/eval.json", "report.html"] {
+                  "recover/recovered.gguf.log.jsonl", "recover/recover.json", "recovered/eval.json", "report.html",
+                  "aligned/general.jsonl", "aligned/general.json", "attacked/general.json", "recovered/general.json"] {
             #expect(FileManager.default.fileExists(atPath: dir + "/" + f), "\(f)")
         }
         let html = try String(contentsOfFile: dir + "/report.html", encoding: .utf8)
@@ -48,7 +56,18 @@ import Recovery
         // A re-run finds every stage done and only rewrites the report.
         let again = try CLI.run(args)
         #expect(again.status == 0, "\(again.stderr)")
-        #expect(again.stderr.components(separatedBy: "; skipped").count - 1 == 5, "\(again.stderr)")
+        #expect(again.stderr.components(separatedBy: "; skipped").count - 1 == 8, "\(again.stderr)")
+        // A folder made before the second benign set existed gains it and keeps the rest.
+        let settingsFile = dir + "/settings.json"
+        let settings = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: settingsFile))) as? [String: Any])
+        #expect(settings["general_prompts"] as? Int == 16)
+        try JSONSerialization.data(withJSONObject: settings.filter { $0.key != "general_prompts" }).write(to: URL(fileURLWithPath: settingsFile))
+        for stage in ["aligned", "attacked", "recovered"] { try FileManager.default.removeItem(atPath: dir + "/" + stage + "/general.json") }
+        let upgraded = try CLI.run(args)
+        #expect(upgraded.status == 0, "\(upgraded.stderr)")
+        #expect(upgraded.stderr.components(separatedBy: "; skipped").count - 1 == 5 && upgraded.stderr.components(separatedBy: "second benign set: refusal").count - 1 == 3,
+                "\(upgraded.stderr)")
+        #expect(try String(contentsOfFile: settingsFile, encoding: .utf8).contains("\"general_prompts\":16"))
         // Other settings in the same folder are refused.
         let other = try CLI.run(args + ["--rounds", "3"])
         #expect(other.status != 0 && other.stderr.contains("other settings"), "\(other.stderr)")

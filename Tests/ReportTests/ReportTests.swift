@@ -104,6 +104,23 @@ final class XMLCheck: NSObject, XMLParserDelegate {
         #expect(r.html().contains("<td>recovered</td><td>benign</td><td class=\"num\">5</td><td class=\"num\">2 refused</td><td class=\"num\">1</td><td class=\"num\">+20.0 ± 33.5 points</td>"))
     }
 
+    /// The second benign set: its own column and bar series when a stage has it, and its
+    /// paired rows read as refusals.
+    @Test func secondBenignSet() throws {
+        var r = fixtureReport()
+        #expect(!r.html().contains("second set"))
+        for (i, rate) in [0.1, 0.125, 0.15].enumerated() { r.stages[i].benign_general_refusal_rate = rate; r.stages[i].n_benign_general = 256 }
+        r.changes = [PairedChange(stage: "recovered", set: "benign-all", aligned: [false, false, true, false], other: [true, false, true, false])]
+        let html = r.html()
+        #expect(html.contains("<th>benign refusal rate, second set</th>") && html.contains("100 / 50 / 256 / 0"))
+        #expect(html.contains("<td class=\"num\">2.0 %</td><td class=\"num\">10.0 %</td>") && html.contains("<td class=\"num\">12.5 %</td>"))
+        #expect(html.contains("benign refusal rate, second set</text>"))   // the bar chart's legend
+        #expect(html.contains("<td>recovered</td><td>benign-all</td><td class=\"num\">4</td><td class=\"num\">1 refused</td><td class=\"num\">0</td><td class=\"num\">+25.0 ± 21.7 points</td>"))
+        #expect(XMLParser(data: Data(html.utf8)).parse())
+        let back = try JSONDecoder().decode(DemoReport.self, from: try r.json())
+        #expect(back == r)
+    }
+
     @Test func answersAreEscaped() {
         let html = fixtureReport().html()
         #expect(html.contains("Sure: &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; then turn it."))
