@@ -499,6 +499,9 @@ struct Demo: ParsableCommand {
                 n.append("Bisection (not in the paper): a round that goes from too many harmful answers (before it) to too many benign refusals overshot; the check then tries the model with only the top half of that round's restores by |gradient|, then a quarter or three quarters, and so on (up to \(b) extra checks). Successive rounds of this model alternate between the two (docs/demo.md), at rate 0.2 % and at 0.1 % alike.")
             }
         }
+        if let g = s.general_prompts, g > 0 {
+            n.append("Benign refusal is also measured on a second, larger set: the first \(g) of 410 requests from self-instruct, Vicuna bench and MT-bench. With \(s.benign_prompts) benign prompts a side, the paired standard error of a change is about 4 points, near the 5-point target; so the target is read on both sets pooled (benign-all, default judge), as fixed before any model answered the second set (docs/demo.md).")
+        }
         if s.quick { n.append("--quick: small subsets and few rounds; the numbers check the plumbing, they are not results.") }
         return n
     }
