@@ -155,38 +155,34 @@ public final class Transformer {
             rmsnormForward(k.ptr, nil, k.ptr, kn.ptr, n: n * c.numKVHeads, dim: d, eps: c.rmsNormEps)
         }
         let window = c.window(layer: l)
-        var work = 0   // score entries over all sequences and one head
         for i in 0..<counts.count {
             let past = cached[i], t = counts[i], r0 = rowStart[i]
+            let kc = keys[i], vc = values[i]
             for j in 0..<t {
                 rope.apply(q.ptr + (r0 + j) * qDim, heads: c.numHeads, position: past + j)
                 rope.apply(k.ptr + (r0 + j) * kvDim, heads: c.numKVHeads, position: past + j)
             }
-            (keys[i] + past * kvDim).update(from: k.ptr + r0 * kvDim, count: t * kvDim)
-            (values[i] + past * kvDim).update(from: v.ptr + r0 * kvDim, count: t * kvDim)
-            work += t * (past + t)
-        }
-        // Every (sequence, head) pair in parallel: 2 workers, each with its own score rows; a
-        // pair writes only its own block of `att`, and its numbers do not depend on the split.
-        // Decoding many sequences needs this as much as a long prefill does.
-        let pairs = counts.count * c.numHeads
-        let workers = work >= 4096 ? 2 : 1
-        DispatchQueue.concurrentPerform(iterations: workers) { worker in
-            let sc = scores.ptr + worker * maxT * maxPos
-            for p in stride(from: worker, to: pairs, by: workers) {
-                let i = p / c.numHeads, h = p % c.numHeads, g = h / group
-                let past = cached[i], t = counts[i], r0 = rowStart[i], total = past + t
-                if t == 0 { continue }
-                // scores[t × total] = scale · Q_h K_gᵀ, softmax over the visible keys, then · V_g.
-                gemm(transA: false, transB: true, m: t, n: total, k: d, alpha: scale,
-                     a: q.ptr + r0 * qDim + h * d, lda: qDim, b: keys[i] + g * d, ldb: kvDim,
-                     c: sc, ldc: total)
-                for j in 0..<t {
-                    attentionSoftmaxRow(sc + j * total, position: past + j, total: total, window: window, softcap: c.attnLogitSoftcap)
+            (kc + past * kvDim).update(from: k.ptr + r0 * kvDim, count: t * kvDim)
+            (vc + past * kvDim).update(from: v.ptr + r0 * kvDim, count: t * kvDim)
+            let total = past + t
+            // Heads in parallel (2 workers, each with its own score rows); every head
+            // writes its own columns of `att`.
+            let workers = t * total >= 4096 ? 2 : 1
+            DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                let sc = scores.ptr + worker * maxT * maxPos
+                for h in stride(from: worker, to: c.numHeads, by: workers) {
+                    let g = h / group
+                    // scores[t × total] = scale · Q_h K_gᵀ, softmax over the visible keys, then · V_g.
+                    gemm(transA: false, transB: true, m: t, n: total, k: d, alpha: scale,
+                         a: q.ptr + r0 * qDim + h * d, lda: qDim, b: kc + g * d, ldb: kvDim,
+                         c: sc, ldc: total)
+                    for j in 0..<t {
+                        attentionSoftmaxRow(sc + j * total, position: past + j, total: total, window: window, softcap: c.attnLogitSoftcap)
+                    }
+                    gemm(transA: false, transB: false, m: t, n: d, k: total,
+                         a: sc, lda: total, b: vc + g * d, ldb: kvDim,
+                         c: att.ptr + r0 * qDim + h * d, ldc: qDim)
                 }
-                gemm(transA: false, transB: false, m: t, n: d, k: total,
-                     a: sc, lda: total, b: values[i] + g * d, ldb: kvDim,
-                     c: att.ptr + r0 * qDim + h * d, ldc: qDim)
             }
         }
         if let post = w.postAttnNorm {   // gemma2: x += norm(att · W_oᵀ)
