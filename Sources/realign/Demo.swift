@@ -178,8 +178,8 @@ struct Demo: ParsableCommand {
         let evalSet = EvalSet(harmful: Array(harmful), benign: benign, task: task, maxTokens: s.max_tokens)
 
         // Rough costs measured on an idle 2-core AMD EPYC (AVX2, OpenBLAS, ~140 GFLOP/s sgemm) for
-        // Qwen 0.5B (the default demo took 38 min there, 2026-12-06; a busy machine is slower):
-        // ~32 answer tokens/s over an evaluation, ~1.9 s per harmful attack pair (~1.4 s per
+        // Qwen 0.5B (the default demo took 35 min there, 2026-12-06, with the second benign set; a busy machine is slower):
+        // ~50 answer tokens/s over an evaluation at 64 prompts a batch, ~1.9 s per harmful attack pair (~1.4 s per
         // shorter SQL pair), ~0.5 s per recovery prompt per round plus ~2 s, ~1.3 s per task-check
         // example, ~0.6 s per refusal-check prompt, ~4 min of loading, directions and writing.
         // Every round is counted: the refusal check usually ends the recovery sooner.
@@ -187,7 +187,7 @@ struct Demo: ParsableCommand {
         let scale = Double(config.numLayers * config.hiddenSize) / Double(24 * 896)   // Qwen 0.5B = 1
         let taskCheckSeconds = taskCheck == nil ? 0 : Double(s.rounds - min(ro.warmupRounds, s.rounds) + 2) * Double(taskCheckExamples.count) * 1.3
         let checkSeconds = check == nil ? 0 : Double(s.rounds + 2) * Double(refusalCheckSets.harmful.count + refusalCheckSets.benign.count) * 0.6
-        let estimate = scale * (3 * evalTokens / 32 + Double(harmfulPairs.count) * 1.9 + Double(sqlPairs.count) * 1.4
+        let estimate = scale * (3 * evalTokens / 50 + Double(harmfulPairs.count) * 1.9 + Double(sqlPairs.count) * 1.4
                                 + Double(s.rounds) * (Double(s.recovery_prompts) * 0.5 + 2) + taskCheckSeconds + checkSeconds + 240)
         let scenarioName = scenario == .task ? "II (SQL task)" : "I"
         stderrLine("demo: Scenario \(scenarioName) on \(model) → \(out)\(quick ? " (--quick: small subsets, a plumbing check)" : "")")
