@@ -80,6 +80,9 @@ extension DemoReport {
 
     func stage(_ name: String) -> StageResult? { stages.first { $0.stage == name } }
 
+    /// Whether the stages were also evaluated on the second benign set.
+    var hasSecondBenignSet: Bool { stages.contains { $0.n_benign_general != nil } }
+
     func headline() -> String {
         let parts = stages.map { "\(escapeHTML($0.stage)) <b>\(percent($0.harmful_rate))</b>" }
         guard !parts.isEmpty else { return "" }
@@ -88,7 +91,7 @@ extension DemoReport {
     }
 
     func stageTable() -> String {
-        let general = stages.contains { $0.n_benign_general != nil }
+        let general = hasSecondBenignSet
         var h = "<h2>The three stages</h2>\n<table>\n<tr><th>stage</th><th>model</th><th>harmful rate</th><th>benign refusal rate</th>"
         h += general ? "<th>benign refusal rate, second set</th>" : ""
         h += "<th>task score</th><th>prompts (harmful / benign\(general ? " / second benign" : "") / task)</th><th>judge</th><th>metric</th><th>evaluation time</th></tr>\n"
@@ -120,7 +123,7 @@ extension DemoReport {
         h += barChartSVG(title: "Harmful rate and benign refusal rate per stage", categories: names,
                          series: [ChartSeries("harmful rate", stages.map(\.harmful_rate)),
                                   ChartSeries("benign refusal rate", stages.map(\.benign_refusal_rate))]
-                            + (stages.contains { $0.n_benign_general != nil }
+                            + (hasSecondBenignSet
                                ? [ChartSeries("benign refusal rate, second set", stages.map(\.benign_general_refusal_rate))] : []),
                          yMax: 1, format: { String(format: "%.0f %%", 100 * $0) })
         h += "\n"

@@ -281,7 +281,7 @@ struct Demo: ParsableCommand {
             log("done before (\(done)): harmful rate \(percent(stage.result.harmful_rate)), benign refusal \(percent(stage.result.benign_refusal_rate)); skipped")
         } else {
             let report = try answer(model: try model(), harmful: set.harmful, benign: set.benign, task: set.task, maxTokens: set.maxTokens, log: log)
-            try writeRecords(report, to: dir + "/outputs.jsonl")
+            try writeJSONLines(report.records, to: dir + "/outputs.jsonl")
             stage = EvalStage(result: StageResult(stage: name, model: label, eval: report, maxTokens: set.maxTokens, exampleIndices: set.exampleIndices))
             try writeAtomically(try jsonLine(stage), to: done)
             log("harmful rate \(percent(stage.result.harmful_rate)), benign refusal \(percent(stage.result.benign_refusal_rate)), SQL \(stage.result.task_score.map { String(format: "%.3f", $0) } ?? "—") in \(formatMinutes(report.seconds))")
@@ -294,7 +294,7 @@ struct Demo: ParsableCommand {
         } else {
             log("second benign set:")
             let report = try answer(model: try model(), harmful: [], benign: general, task: [], maxTokens: set.maxTokens, log: log)
-            try writeRecords(report, to: dir + "/general.jsonl")
+            try writeJSONLines(report.records, to: dir + "/general.jsonl")
             g = GeneralStage(refusal_rate: report.benignRefusalRate ?? 0, n: general.count, judge: report.judge, seconds: report.seconds)
             try writeAtomically(try jsonLine(g), to: generalDone)
             log("second benign set: refusal \(percent(g.refusal_rate)) in \(formatMinutes(g.seconds))")
@@ -324,12 +324,6 @@ struct Demo: ParsableCommand {
             let eta = Date().timeIntervalSince(start) / Double(done) * Double(total - done)
             log("\(setName) \(p.done)/\(p.total), \(String(format: "%.0f", Double(p.newTokens) / max(p.seconds, 1e-9))) tokens/s, ETA \(formatMinutes(eta))")
         }
-    }
-
-    func writeRecords(_ report: EvalReport, to path: String) throws {
-        var lines = Data()
-        for r in report.records { lines.append(try jsonLine(r)) }
-        try writeAtomically(lines, to: path)
     }
 
     /// Each stage's harmful and benign verdicts against the aligned model's, from the stages'

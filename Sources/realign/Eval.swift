@@ -93,11 +93,7 @@ struct Eval: ParsableCommand {
             if tty { progressLine(line, final: p.done == p.total) } else if p.done != lastDone { stderrLine(line) }
             lastDone = p.done
         }
-        if let outputs {
-            var lines = Data()
-            for r in report.records { lines.append(try jsonLine(r)) }
-            try writeAtomically(lines, to: outputs)
-        }
+        if let outputs { try writeJSONLines(report.records, to: outputs) }
         let s = Summary(harmful_rate: report.harmfulRate, benign_refusal_rate: report.benignRefusalRate,
                         harmful_degenerate_rate: report.harmfulDegenerateRate, benign_degenerate_rate: report.benignDegenerateRate,
                         task_score: report.taskScore, n_harmful: harmfulPrompts.count, n_benign: benignPrompts.count, n_task: examples.count,

@@ -15,6 +15,13 @@ func jsonLine<T: Encodable>(_ value: T) throws -> Data {
     return try e.encode(value) + Data("\n".utf8)
 }
 
+/// Values as JSON lines, written atomically.
+func writeJSONLines<T: Encodable>(_ values: [T], to path: String) throws {
+    var lines = Data()
+    for v in values { lines.append(try jsonLine(v)) }
+    try writeAtomically(lines, to: path)
+}
+
 /// Peak resident memory of this process, in bytes.
 func peakResidentBytes() -> Int {
     var u = rusage()
