@@ -11,7 +11,11 @@ let cpu: [SwiftSetting] = [.unsafeFlags(["-target-cpu", "haswell"]), .define("QU
 #else
 let cpu: [SwiftSetting] = []
 #endif
+// Hot numeric kernels (Tensor, Model) are built without overflow and precondition checks;
+// everything that parses untrusted input (Formats, Tokenizer, the CLI, …) keeps them, so a
+// bad size traps instead of writing out of bounds. docs/benchmarks.md has the cost measured.
 let fast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))] + cpu
+let checked: [SwiftSetting] = [.unsafeFlags(["-O", "-wmo"], .when(configuration: .release))] + cpu
 
 let package = Package(
     name: "Realign",
@@ -25,16 +29,16 @@ let package = Package(
         // Our AVX-512 sgemm (the system OpenBLAS runs AVX2 kernels); chosen at run time.
         .target(name: "CGemm", cSettings: [.unsafeFlags(["-O3"], .when(configuration: .release))]),
         .target(name: "Tensor", dependencies: ["CBLAS", "CGemm"], swiftSettings: fast),
-        .target(name: "Formats", dependencies: ["Tensor"], swiftSettings: fast),
-        .target(name: "Tokenizer", dependencies: ["Formats"], swiftSettings: fast),
+        .target(name: "Formats", dependencies: ["Tensor"], swiftSettings: checked),
+        .target(name: "Tokenizer", dependencies: ["Formats"], swiftSettings: checked),
         .target(name: "Model", dependencies: ["Tensor", "Formats", "Tokenizer"], swiftSettings: fast),
-        .target(name: "Evaluation", dependencies: ["Formats", "Tensor", "Tokenizer", "Model"], swiftSettings: fast),
-        .target(name: "Recovery", dependencies: ["Model"], swiftSettings: fast),
-        .target(name: "Report", dependencies: ["Evaluation", "Recovery", "Formats"], swiftSettings: fast),
+        .target(name: "Evaluation", dependencies: ["Formats", "Tensor", "Tokenizer", "Model"], swiftSettings: checked),
+        .target(name: "Recovery", dependencies: ["Model"], swiftSettings: checked),
+        .target(name: "Report", dependencies: ["Evaluation", "Recovery", "Formats"], swiftSettings: checked),
         .executableTarget(
             name: "realign",
             dependencies: ["Report", "Recovery", "Evaluation", "Model", "Formats", "Tokenizer", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            swiftSettings: fast),
+            swiftSettings: checked),
         .target(name: "TestSupport", dependencies: ["Formats"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "CGemm"]),
         .testTarget(name: "FormatsTests", dependencies: ["Formats", "TestSupport"], exclude: ["Fixtures"]),
