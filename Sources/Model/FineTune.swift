@@ -160,7 +160,7 @@ public final class FineTuneRun {
             log.append(rec)
             runSeconds += secs; runTokens += tokens; runFlops += flops; runSteps += 1
             let eta = runSeconds / Double(runSteps) * Double(lastStep - s - 1)
-            progress(String(format: "step %d/%d  epoch %.2f  loss %.4f  lr %.2e  |g| %.3f  %.0f tokens/s  %.1f GFLOP/s  ETA %@",
+            progress(String(format: "step %ld/%ld  epoch %.2f  loss %.4f  lr %.2e  |g| %.3f  %.0f tokens/s  %.1f GFLOP/s  ETA %@",
                             s + 1, lastStep, rec.epoch, rec.loss, lr, norm, Double(tokens) / secs, rec.gflops, formatDuration(eta)))
             if (s + 1) % options.checkpointEvery == 0 && s + 1 < lastStep { try saveCheckpoint(opt, log) }
         }
@@ -264,9 +264,10 @@ extension JSONEncoder {
 
 /// "1h02m", "4m05s", "12s".
 public func formatDuration(_ s: Double) -> String {
+    guard s.isFinite, abs(s) < 1e12 else { return "?" }   // an ETA from a zero or absurd rate
     let t = Int(s.rounded())
-    if t >= 3600 { return String(format: "%dh%02dm", t / 3600, t % 3600 / 60) }
-    if t >= 60 { return String(format: "%dm%02ds", t / 60, t % 60) }
+    if t >= 3600 { return String(format: "%ldh%02ldm", t / 3600, t % 3600 / 60) }
+    if t >= 60 { return String(format: "%ldm%02lds", t / 60, t % 60) }
     return "\(t)s"
 }
 

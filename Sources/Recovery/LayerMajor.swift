@@ -54,7 +54,7 @@ extension RecoveryRun {
         let eligibleSpecs = c.layerSpecs(0).filter { !$0.hfName.hasSuffix("norm.weight") }
         let perBlock = eligibleSpecs.count
         let eligible = layer * eligibleSpecs.reduce(0) { $0 + $1.shape.reduce(1, *) }
-        let k = Int((options.rate * Double(eligible)).rounded())
+        let k = try restoresPerRound(eligible: eligible)
         log("recovery (layer-major, one block in memory at a time): \(layer * perBlock) eligible tensors, \(eligible) weights, "
             + "\(k) restored per round (rate \(options.rate)), layer \(layer)")
 
@@ -93,9 +93,10 @@ extension RecoveryRun {
                                  task_score: nil, restart: nil, fuse: nil, seconds_forward_backward: fb, seconds_selection: selSeconds,
                                  seconds_rollback: 0, seconds_task: 0, seconds_checkpoint: 0)
             entry.seconds_load = loadSeconds
+            if sel.selected == 0 { stopRestoringNothing(round, &state) }
             try endRound(entry, &rounds, &state, patch, onRound: onRound)
             let per = Date().timeIntervalSince(start) / Double(round - firstRound + 1)
-            log(String(format: "round %d/%d (recovery, layer-major): cos %.6f, loss %.4f, %d candidates, %d restored (%d total); %.1f s fwd+bwd, %.1f s loading blocks, %.2f s selection; ETA %.0f s",
+            log(String(format: "round %ld/%ld (recovery, layer-major): cos %.6f, loss %.4f, %ld candidates, %ld restored (%ld total); %.1f s fwd+bwd, %.1f s loading blocks, %.2f s selection; ETA %.0f s",
                        round, planned, cos, loss, sel.candidates, sel.selected, patch.count, fb, loadSeconds, selSeconds, per * Double(planned - round)))
             round += 1
         }

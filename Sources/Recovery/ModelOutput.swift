@@ -57,9 +57,7 @@ public enum ModelOutput {
     @discardableResult
     public static func write(finetuned: String, adapter: String? = nil, patch: SparsePatch, to out: String, ggufType: GGMLType = .f32,
                              overwrite: Bool = false, progress: ((String) -> Void)? = nil) throws -> Summary {
-        let inURL = URL(fileURLWithPath: finetuned).standardizedFileURL.resolvingSymlinksInPath()
-        let outURL = URL(fileURLWithPath: out).standardizedFileURL.resolvingSymlinksInPath()
-        guard inURL.path != outURL.path else { throw PatchError("the output \(out) is the fine-tuned model itself") }
+        try checkOutputPath(out, kind: isDirectory(finetuned) ? .folder : .file, inputs: [finetuned] + (adapter.map { [$0] } ?? []))
         if FileManager.default.fileExists(atPath: out) && !overwrite {
             throw PatchError("\(out) already exists (remove it or choose another path)")
         }

@@ -8,6 +8,9 @@ public struct RecoveryOptions: Codable, Equatable {
     public var layer: Int? = nil            // hidden-state index; nil: ⌊2L/3⌋
     public var rate: Double = 0.002         // share of eligible weights restored per round
     public var rounds: Int = 20
+    /// More rounds than any rate needs (a round restores at least one weight; the run ends
+    /// when one restores none), and few enough that round counts never overflow.
+    public static let maxRounds = 1_000_000
     public var batchSize: Int = 8           // prompts per loss term: −cos(batch mean, aligned direction)
     public var passSize: Int = 32           // prompts per forward/backward pass (memory, not result)
     public var prompts: [String] = RecoverySet.doNotAnswer256
@@ -122,6 +125,7 @@ struct RecoveryState: Codable {
     var bestRates: RefusalRates? = nil
     var bestRestored: Int? = nil        // the best model is a bisection of bestRound with this many of its restores
     var bestPatchFile: String? = nil    // in the checkpoint folder (nil for round 0: the empty patch)
+    var inputs: [String: String]? = nil  // content digests of the input files (RecoveryRun.inputDigests)
 }
 
 public struct RecoveryError: Error, CustomStringConvertible {
@@ -201,6 +205,9 @@ public final class RecoveryRun {
     public let task: TaskCheck?
     public let check: RefusalCheck?
     let log: (String) -> Void
+    /// Files read besides the models (prompt, task and check files): never overwritten by an
+    /// output, and digested so that `--resume` refuses them changed.
+    public var inputFiles: [String] = []
     /// Tests: throw right after this round's checkpoint, as a kill would stop the run.
     var stopAfterRound: Int? = nil
     /// Layer-major rounds (Streaming.swift: one block's weights and gradients in memory at a
@@ -227,15 +234,40 @@ public final class RecoveryRun {
     @discardableResult
     public func run(resume: Bool = false, onRound: ((RoundLog) -> Void)? = nil) throws -> [RoundLog] {
         let fm = FileManager.default
+        // Every output is checked before any work: none may be an input, or fail to be written.
+        let inputs = [alignedPath, finetunedPath] + (adapterPath.map { [$0] } ?? []) + inputFiles
+        try checkOutputPath(paths.out, kind: isDirectory(finetunedPath) ? .folder : .file, inputs: inputs)
+        for p in [paths.patch, paths.log] { try checkOutputPath(p, kind: .file, inputs: inputs) }
+        try checkOutputPath(paths.checkpoint, kind: .folder, inputs: inputs)
+        for p in [paths.out, paths.patch, paths.log] { removeStaleTemporaries(of: p) }
+        removeStaleTemporaries(of: paths.checkpoint, everything: true)
+
         var state = RecoveryState(options: options, aligned: alignedPath, finetuned: finetunedPath, adapter: adapterPath, completedRounds: 0,
                                   patchFile: "", log: [])
         var patch: SparsePatch
+        let t = Date()
+        state.inputs = try inputDigests()
+        log(String(format: "input digests: %.1f s", Date().timeIntervalSince(t)))
         if resume, fm.fileExists(atPath: paths.checkpoint + "/state.json") {
-            let s = try JSONDecoder().decode(RecoveryState.self, from: Data(contentsOf: URL(fileURLWithPath: paths.checkpoint + "/state.json")))
+            let stateFile = paths.checkpoint + "/state.json"
+            let s: RecoveryState
+            do { s = try readJSONFile(RecoveryState.self, stateFile, what: "checkpoint state") } catch {
+                throw RecoveryError("\(error); remove \(paths.checkpoint) to start over")
+            }
             guard s.options == options, s.aligned == alignedPath, s.finetuned == finetunedPath, s.adapter == adapterPath else {
                 throw RecoveryError("\(paths.checkpoint): the checkpoint was made with other models or options; remove it to start over")
             }
+            if let was = s.inputs {
+                let changed = was.keys.sorted().filter { was[$0] != state.inputs?[$0] }
+                guard changed.isEmpty, was.count == state.inputs?.count else {
+                    throw RecoveryError("\(paths.checkpoint): the inputs changed since the checkpoint was made (\(changed.joined(separator: ", "))); remove it to start over")
+                }
+            } else {
+                log("warning: \(stateFile) has no input digests (an older checkpoint): cannot check that the inputs are unchanged")
+            }
+            let digests = state.inputs
             state = s
+            state.inputs = digests
             patch = try SparsePatch.read(paths.checkpoint + "/" + s.patchFile)
             log("resuming after round \(s.completedRounds)")
         } else {
@@ -243,6 +275,9 @@ public final class RecoveryRun {
                 throw RecoveryError("\(paths.checkpoint) exists: use --resume to continue it, or remove it")
             }
             patch = SparsePatch(model: try ModelIdentity.of(finetunedPath, adapter: adapterPath))
+        }
+        guard (1...RecoveryOptions.maxRounds).contains(options.rounds) else {
+            throw RecoveryError("--rounds must be in 1...\(RecoveryOptions.maxRounds)")
         }
         if task == nil && options.task != nil { throw RecoveryError("options name a task check (\(options.task!)) but none was given") }
         if check == nil && options.check != nil { throw RecoveryError("options name a refusal check (\(options.check!)) but none was given") }
@@ -340,7 +375,7 @@ public final class RecoveryRun {
         let grads = f.decoder.zeroGradients(blocks: layer)
         let tensors = eligibleTensors(weights: f.decoder.weights, gradients: grads, blocks: layer)
         let eligible = tensors.reduce(0) { $0 + $1.current.count }
-        let k = Int((options.rate * Double(eligible)).rounded())
+        let k = try restoresPerRound(eligible: eligible)
         for t in tensors { try patch.apply(to: t.current.ptr, tensor: t.name, count: t.current.count) }
         var rounds = state.log
         log("recovery: \(tensors.count) eligible tensors, \(eligible) weights, \(k) restored per round (rate \(options.rate)), layer \(layer)"
@@ -408,9 +443,10 @@ public final class RecoveryRun {
                 entry.seconds_rollback = Date().timeIntervalSince(t)
             }
             entry.restored_total = patch.count
+            if sel.selected == 0 { stopRestoringNothing(round, &state) }
 
             // Task checks: at the end of warm-up, and after every later round (the fuse).
-            if let task, round >= warmup, let base = state.baseScore {
+            if let task, round >= warmup, let base = state.baseScore, sel.selected > 0 {
                 t = Date()
                 let score = try task.score(f)
                 entry.task_score = score
@@ -437,13 +473,13 @@ public final class RecoveryRun {
                     entry.cosine_after = currentCosine()
                     patch = before
                     state.finished = true
-                    log(String(format: "round %d dropped the task score %.4f → %.4f: stopping with the model before it", round, base, score))
+                    log(String(format: "round %ld dropped the task score %.4f → %.4f: stopping with the model before it", round, base, score))
                 }
             }
 
             // Refusal check: the best acceptable round so far becomes the output; one close
             // enough to the aligned model ends the run.
-            if let check, entry.fuse != true, entry.restart != true {
+            if let check, entry.fuse != true, entry.restart != true, sel.selected > 0 {
                 // The model before this round (F after a restart), for the bisection.
                 let previous = rounds.last.flatMap { $0.restart == true ? state.finetunedRates : $0.check } ?? state.finetunedRates
                 t = Date()
@@ -477,7 +513,7 @@ public final class RecoveryRun {
             try endRound(entry, &rounds, &state, patch, onRound: onRound)
             let done = round - firstRound + 1, left = planned - round
             let per = Date().timeIntervalSince(start) / Double(done)
-            log(String(format: "round %d/%d (%@): cos %.6f, loss %.4f, %d candidates, %d restored, %d rolled back (%d total)%@; %.1f s fwd+bwd, %.2f s selection; ETA %.0f s",
+            log(String(format: "round %ld/%ld (%@): cos %.6f, loss %.4f, %ld candidates, %ld restored, %ld rolled back (%ld total)%@; %.1f s fwd+bwd, %.2f s selection; ETA %.0f s",
                        round, planned, phase, cos, loss, sel.candidates, sel.selected, entry.rolled_back, patch.count,
                        entry.task_score.map { String(format: ", task %.4f", $0) } ?? "", fb, selSeconds, per * Double(left)))
             round += 1
@@ -501,6 +537,30 @@ public final class RecoveryRun {
             }
         }
         return rounds
+    }
+
+    /// The content digest of every input file (models, adapter, prompt/task/check files), by role.
+    func inputDigests() throws -> [String: String] {
+        var d = ["aligned": try contentDigest(alignedPath), "finetuned": try contentDigest(finetunedPath)]
+        if let adapterPath { d["adapter"] = try contentDigest(adapterPath) }
+        for f in inputFiles { d[f] = try contentDigest(f) }
+        return d
+    }
+
+    /// Weights restored per round: the rate's share of the eligible weights, at least one.
+    func restoresPerRound(eligible: Int) throws -> Int {
+        let k = Int((options.rate * Double(eligible)).rounded())
+        guard k >= 1 else {
+            throw RecoveryError("--rate \(options.rate) restores no weight a round (\(eligible) eligible weights); use a larger rate")
+        }
+        return k
+    }
+
+    /// A round that restored nothing ends the run: every weight the sign rule would move is
+    /// already aligned (or none is eligible), so later rounds could not change the model.
+    func stopRestoringNothing(_ round: Int, _ state: inout RecoveryState) {
+        state.finished = true
+        log("round \(round) restored no weight (none left that moves toward the aligned model): stopping")
     }
 
     /// The refusal check on `model`, logged.
@@ -531,7 +591,7 @@ public final class RecoveryRun {
         }
         if r.harmful <= state.alignedRates!.harmful + options.harmfulSlack {
             state.finished = true
-            log(String(format: "round %d%@: harmful %.1f %%, benign refusal %.1f %% (aligned: %.1f %%, %.1f %%): close enough to the aligned model, stopping",
+            log(String(format: "round %ld%@: harmful %.1f %%, benign refusal %.1f %% (aligned: %.1f %%, %.1f %%): close enough to the aligned model, stopping",
                        round, restored.map { " (top \($0) restores)" } ?? "", 100 * r.harmful, 100 * r.benign_refusal,
                        100 * state.alignedRates!.harmful, 100 * state.alignedRates!.benign_refusal))
         }

@@ -30,9 +30,10 @@ public func percent(_ x: Double?) -> String { x.map { String(format: "%.1f %%", 
 func score(_ x: Double?) -> String { x.map { String(format: "%.3f", $0) } ?? "—" }
 
 func seconds(_ s: Double) -> String {
+    guard s.isFinite, abs(s) < 1e12 else { return "—" }
     let t = Int(s.rounded())
-    if t >= 3600 { return String(format: "%d h %02d min", t / 3600, t % 3600 / 60) }
-    if t >= 60 { return String(format: "%d min %02d s", t / 60, t % 60) }
+    if t >= 3600 { return String(format: "%ld h %02ld min", t / 3600, t % 3600 / 60) }
+    if t >= 60 { return String(format: "%ld min %02ld s", t / 60, t % 60) }
     return String(format: "%.1f s", s)
 }
 

@@ -32,6 +32,7 @@ struct ApplyPatch: ParsableCommand {
     }
 
     func run() throws {
+        try checkOutputPath(out, kind: isDirectory(self.finetuned) ? .folder : .file, inputs: [self.finetuned, patch] + (adapter.map { [$0] } ?? []))
         let finetuned = try ModelStore.resolve(self.finetuned)
         let p = try SparsePatch.read(patch)
         do { try ModelOutput.check(p, against: finetuned, adapter: adapter, ignoreIdentity: ignoreIdentity) } catch let e as PatchError {

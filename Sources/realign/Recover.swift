@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Formats
 import Model
 import Recovery
 import Evaluation
@@ -58,7 +59,7 @@ struct Recover: ParsableCommand {
 
     func validate() throws {
         guard rate > 0, rate <= 1 else { throw ValidationError("--rate must be in (0, 1]") }
-        guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1") }
+        guard (1...RecoveryOptions.maxRounds).contains(rounds) else { throw ValidationError("--rounds must be in 1...\(RecoveryOptions.maxRounds)") }
         guard batchSize >= 1, passSize >= batchSize else { throw ValidationError("need 1 ≤ --batch-size ≤ --pass-size") }
         guard TaskMetric(name: metric) != nil else { throw ValidationError("--metric must be one of \(TaskMetric.allCases.map(\.rawValue).joined(separator: ", "))") }
         guard warmupRounds >= 1, (0...1).contains(warmupDrop), (0...1).contains(fuseDrop), (0...1).contains(rollbackRate) else {
@@ -76,6 +77,9 @@ struct Recover: ParsableCommand {
     }
 
     func run() throws {
+        let files = [prompts, task, rollbackPrompts, checkHarmful, checkBenign].compactMap { $0 }
+        // Before any work (a model may have to be fetched first); RecoveryRun checks every output again.
+        try checkOutputPath(out, kind: isDirectory(finetuned) ? .folder : .file, inputs: [aligned, finetuned] + (adapter.map { [$0] } ?? []) + files)
         var o = RecoveryOptions()
         o.layer = layer; o.rate = rate; o.rounds = rounds; o.batchSize = batchSize; o.passSize = passSize
         if let prompts { o.prompts = try readPrompts(prompts) }
@@ -99,6 +103,7 @@ struct Recover: ParsableCommand {
         r.streaming = streaming == "auto" ? nil : streaming == "on"
         r.outputType = try ggufOutputType(dtype)
         r.keepRoundPatches = keepRoundPatches
+        r.inputFiles = files
         try r.run(resume: resume) { line in
             if json { try? printJSON(line) }
         }
@@ -112,7 +117,7 @@ func taskCheck(_ name: String, _ examples: [TaskExample], metric: TaskMetric, ma
         // 16 per batch, as when the documented recoveries ran: a step of at most 8 rows reads the
         // quantised weights, so the batch size can flip a rare greedy tie.
         try taskScore(model: model, examples: examples, metric: metric, maxNewTokens: maxTokens, batchSize: 16) { p in
-            progressLine(String(format: "task check: %d/%d answers", p.done, p.total))
+            progressLine(String(format: "task check: %ld/%ld answers", p.done, p.total))
         }.mean
     }
 }

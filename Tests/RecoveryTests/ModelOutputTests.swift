@@ -272,7 +272,7 @@ import Tensor
         #expect(throws: PatchError("\(out) already exists (remove it or choose another path)")) {
             try ModelOutput.write(finetuned: RealModels.smol, patch: SparsePatch(), to: out)
         }
-        #expect(throws: PatchError("the output \(RealModels.smol) is the fine-tuned model itself")) {
+        #expect(throws: FormatError(RealModels.smol, "the output (--out) is the input \(RealModels.smol); choose another path")) {
             try ModelOutput.write(finetuned: RealModels.smol, patch: SparsePatch(), to: RealModels.smol, overwrite: true)
         }
         // An empty patch with overwrite: the same model, plus provenance.

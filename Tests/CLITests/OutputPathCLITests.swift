@@ -1,0 +1,22 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// Outputs that cannot be written, or would overwrite an input, end the command at once with
+/// one line naming the path, before any model is read.
+@Suite struct OutputPathCLITests {
+    @Test(arguments: [
+        (["recover", "--aligned", RealModels.smol, "--finetuned", RealModels.smol, "--out", RealModels.smol], "is the input"),
+        (["recover", "--aligned", RealModels.smol, "--finetuned", "/tmp/f.gguf", "--out", ""], "the output path is empty"),
+        (["recover", "--aligned", RealModels.smol, "--finetuned", "/tmp/f.gguf", "--out", "/etc/hostname/out.gguf"], "/etc/hostname is a file, not a folder"),
+        (["recover", "--aligned", RealModels.smol, "--finetuned", "/tmp/f.gguf", "--out", "/tmp"], "is an existing folder"),
+        (["recover", "--aligned", RealModels.smol, "--finetuned", RealModels.smol, "--out", "/tmp/x.gguf", "--rounds", "1000000000000"], "--rounds must be in 1...1000000"),
+        (["apply-patch", RealModels.smol, "/tmp/p.safetensors", "--out", RealModels.smol], "is the input"),
+    ])
+    func refused(args: [String], expected: String) throws {
+        let r = try CLI.run(args)
+        #expect(r.status != 0)
+        #expect(r.stderr.contains(expected), "\(args): \(r.stderr)")
+        #expect(r.stderr.split(separator: "\n").count <= 3, "\(r.stderr)")   // the error, and at most the usage hint
+    }
+}
