@@ -6,7 +6,7 @@
 extension ModelConfig {
     /// Reads and validates `config.json` at `path`.
     public init(hfConfigAt path: String) throws {
-        let json = try JSONValue.parseFile(path, maxBytes: 10_000_000)
+        let json = try JSONValue.parseFile(path, maxBytes: FileLimits.configBytes)
         try self.init(hfConfig: json, source: path)
     }
 

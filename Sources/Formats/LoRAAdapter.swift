@@ -68,7 +68,7 @@ public final class LoRAAdapter: @unchecked Sendable {
             }
             throw FormatError(folder, "no \(Self.weightsFileName) in the adapter folder")
         }
-        let json = try JSONValue.parseFile(configPath, maxBytes: 10_000_000)
+        let json = try JSONValue.parseFile(configPath, maxBytes: FileLimits.configBytes)
         func fail(_ m: String) -> FormatError { FormatError(configPath, m) }
         guard let c = json.object else { throw fail("not a JSON object") }
         func value(_ key: String) -> JSONValue? {
