@@ -22,8 +22,7 @@ public struct TaskExample: Equatable, Sendable {
 /// The objects of a JSON-lines file with their 1-based line numbers. Blank lines are skipped;
 /// a line that is not a JSON object, or a file with no lines, is an error naming the file.
 public func readJSONLines(_ path: String) throws -> [(line: Int, object: [String: Any])] {
-    guard let data = FileManager.default.contents(atPath: path) else { throw FormatError(path, "cannot read the file") }
-    guard let text = String(data: data, encoding: .utf8) else { throw FormatError(path, "not UTF-8 text") }
+    let text = try MappedFile.text(path, maxBytes: FileLimits.dataBytes)
     var out: [(Int, [String: Any])] = []
     for (n, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
         let l = raw.trimmingCharacters(in: .whitespacesAndNewlines)

@@ -279,11 +279,25 @@ public final class GGUFFile: @unchecked Sendable {
         return v
     }
     public func int(_ key: String) throws -> Int {
-        guard let v = metadata[key]?.intValue else { throw FormatError(path, "metadata '\(key)' missing or not an integer") }
+        guard let v = try optionalInt(key) else { throw FormatError(path, "metadata '\(key)' missing or not an integer") }
         return v
     }
     public func double(_ key: String) throws -> Double {
-        guard let v = metadata[key]?.doubleValue else { throw FormatError(path, "metadata '\(key)' missing or not a number") }
+        guard let v = try optionalDouble(key) else { throw FormatError(path, "metadata '\(key)' missing or not a number") }
+        return v
+    }
+    /// nil when the key is absent; an error when it is there but not an integer (or one
+    /// beyond Int), rather than falling back to a default.
+    public func optionalInt(_ key: String) throws -> Int? {
+        guard let m = metadata[key] else { return nil }
+        if case .uint(let u) = m, u > UInt64(Int.max) { throw FormatError(path, "metadata '\(key)' is \(u), out of range") }
+        guard let v = m.intValue else { throw FormatError(path, "metadata '\(key)' is not an integer") }
+        return v
+    }
+    /// nil when the key is absent; an error when it is there but not a number.
+    public func optionalDouble(_ key: String) throws -> Double? {
+        guard let m = metadata[key] else { return nil }
+        guard let v = m.doubleValue else { throw FormatError(path, "metadata '\(key)' is not a number") }
         return v
     }
     public func stringArray(_ key: String) throws -> [String] {
@@ -315,22 +329,32 @@ public final class GGUFFile: @unchecked Sendable {
         }
         let heads = try int("\(arch).attention.head_count")
         let hidden = try int("\(arch).embedding_length")
-        let headDim = (metadata["\(arch).attention.key_length"]?.intValue) ?? (heads > 0 ? hidden / heads : 0)
-        let config = ModelConfig(
+        let headDim = try optionalInt("\(arch).attention.key_length")
+        if headDim == nil, heads > 0, hidden % heads != 0 {
+            throw FormatError(path, "\(arch).embedding_length \(hidden) is not a multiple of \(arch).attention.head_count \(heads), and no \(arch).attention.key_length is given")
+        }
+        var c = ModelConfig(
             architecture: hf,
             vocabSize: embd.shape[1],
             hiddenSize: hidden,
             intermediateSize: try int("\(arch).feed_forward_length"),
             numLayers: try int("\(arch).block_count"),
             numHeads: heads,
-            numKVHeads: (metadata["\(arch).attention.head_count_kv"]?.intValue) ?? heads,
+            numKVHeads: try optionalInt("\(arch).attention.head_count_kv") ?? heads,
             headDim: headDim,
             rmsNormEps: Float(try double("\(arch).attention.layer_norm_rms_epsilon")),
-            ropeTheta: Float((metadata["\(arch).rope.freq_base"]?.doubleValue) ?? 10000),
-            maxPositions: (metadata["\(arch).context_length"]?.intValue) ?? 2048,
+            ropeTheta: Float(try optionalDouble("\(arch).rope.freq_base") ?? 10000),
+            maxPositions: try optionalInt("\(arch).context_length") ?? 2048,
             tiedEmbeddings: tensor("output.weight") == nil,
             qkvBias: tensor("blk.0.attn_q.bias") != nil)
-        var c = config
+        // GGUF's names of the fields `validate` checks.
+        let keys = ["vocab_size": "token_embd.weight rows", "hidden_size": "\(arch).embedding_length",
+                    "intermediate_size": "\(arch).feed_forward_length", "num_layers": "\(arch).block_count",
+                    "num_heads": "\(arch).attention.head_count", "num_kv_heads": "\(arch).attention.head_count_kv",
+                    "head_dim": "\(arch).attention.key_length", "rms_norm_eps": "\(arch).attention.layer_norm_rms_epsilon",
+                    "rope_theta": "\(arch).rope.freq_base", "max_positions": "\(arch).context_length",
+                    "sliding_window": "\(arch).attention.sliding_window"]
+        try c.validate(source: path, keys: keys)   // before any size is used below
         if c.traits.gemmaStyle { c.activation = .geluTanh }   // llama.cpp runs every Gemma with tanh-approximated GELU
         // Llama-3 RoPE scaling: convert_hf_to_gguf.py stores the per-frequency divisors as
         // rope_freqs.weight; linear scaling as metadata.
@@ -346,29 +370,29 @@ public final class GGUFFile: @unchecked Sendable {
             c.ropeScaling = .init(type: "freq_factors", factor: 1, frequencyFactors: f)
         } else if let short = try ropeFactors("rope_factors_short.weight") {
             guard let long = try ropeFactors("rope_factors_long.weight"),
-                  let original = metadata["\(arch).rope.scaling.original_context_length"]?.intValue, original > 1 else {
+                  let original = try optionalInt("\(arch).rope.scaling.original_context_length"), original > 1 else {
                 throw FormatError(path, "rope_factors_short.weight without rope_factors_long.weight or \(arch).rope.scaling.original_context_length")
             }
             c.ropeScaling = .longrope(short: short, long: long, maxPositions: c.maxPositions, originalMaxPositions: original,
-                                      attentionFactor: metadata["\(arch).rope.scaling.attn_factor"]?.doubleValue)
+                                      attentionFactor: try optionalDouble("\(arch).rope.scaling.attn_factor"))
         } else if let type = metadata["\(arch).rope.scaling.type"]?.stringValue, type != "none" {
-            guard type == "linear", let factor = metadata["\(arch).rope.scaling.factor"]?.doubleValue else {
+            guard type == "linear", let factor = try optionalDouble("\(arch).rope.scaling.factor") else {
                 throw FormatError(path, "rope scaling '\(type)' is not supported (linear, or llama3 as rope_freqs.weight)")
             }
             c.ropeScaling = .init(type: "linear", factor: Float(factor))
         }
-        if let w = metadata["\(arch).attention.sliding_window"]?.intValue, w > 0, ["gemma2", "phi3"].contains(hf) {
+        if let w = try optionalInt("\(arch).attention.sliding_window"), w != 0, ["gemma2", "phi3"].contains(hf) {
             c.slidingWindow = w
             if hf == "gemma2" { c.slidingLayers = Array(stride(from: 0, to: c.numLayers, by: 2)) }   // llama.cpp: every other layer from 0
         }
         if hf == "gemma2" {
-            c.attnLogitSoftcap = metadata["gemma2.attn_logit_softcapping"]?.doubleValue.map(Float.init)
-            c.finalLogitSoftcap = metadata["gemma2.final_logit_softcapping"]?.doubleValue.map(Float.init)
+            c.attnLogitSoftcap = try optionalDouble("gemma2.attn_logit_softcapping").map(Float.init)
+            c.finalLogitSoftcap = try optionalDouble("gemma2.final_logit_softcapping").map(Float.init)
             // GGUF has no query_pre_attn_scalar: llama.cpp scales by 1/√headDim, or 1/√(hidden/heads)
             // for the 27B model (46 layers), which is what those configs say.
             c.queryPreAttnScalar = Float(c.numLayers == 46 ? c.hiddenSize / c.numHeads : c.headDim)
         }
-        try c.validate(source: path)
+        try c.validate(source: path, keys: keys)
         return c
     }
 }

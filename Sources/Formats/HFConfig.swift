@@ -6,7 +6,7 @@
 extension ModelConfig {
     /// Reads and validates `config.json` at `path`.
     public init(hfConfigAt path: String) throws {
-        let json = try JSONValue.parseFile(path, maxBytes: 10_000_000)
+        let json = try JSONValue.parseFile(path, maxBytes: FileLimits.configBytes)
         try self.init(hfConfig: json, source: path)
     }
 
@@ -69,9 +69,11 @@ extension ModelConfig {
             case "default": break
             case "linear": ropeScaling = .init(type: "linear", factor: Float(try field("factor")))
             case "llama3":
+                guard let original = rs["original_max_position_embeddings"]?.int else {
+                    throw fail("rope_scaling \(rs.compact()): original_max_position_embeddings missing or not an integer")
+                }
                 ropeScaling = .init(type: "llama3", factor: Float(try field("factor")), lowFreqFactor: Float(try field("low_freq_factor")),
-                                    highFreqFactor: Float(try field("high_freq_factor")),
-                                    originalMaxPositions: Int(try field("original_max_position_embeddings")))
+                                    highFreqFactor: Float(try field("high_freq_factor")), originalMaxPositions: original)
             case "longrope":
                 func factors(_ k: String) throws -> [Float] {
                     guard let a = rs[k]?.array, let x = Optional(a.compactMap(\.double)), x.count == a.count, x.allSatisfy(\.isFinite) else {
@@ -96,6 +98,9 @@ extension ModelConfig {
         let hidden = try int("hidden_size")
         let layers = try int("num_hidden_layers")
         let defaultHeadDim: Int? = traits.gemmaStyle ? 256 : type == "qwen3" ? 128 : nil   // the config classes' defaults
+        if value("head_dim") == nil, defaultHeadDim == nil, heads > 0, hidden % heads != 0 {
+            throw fail("hidden_size \(hidden) is not a multiple of num_attention_heads \(heads), and no head_dim is given")
+        }
         self.init(
             architecture: type,
             vocabSize: try int("vocab_size"),
@@ -112,6 +117,7 @@ extension ModelConfig {
             qkvBias: traits.qkvBias)
         self.activation = activation
         self.ropeScaling = ropeScaling
+        try validate(source: source, keys: Self.hfKeys)   // before any size is used below
         // Sliding windows: Mistral and Phi-3 in every layer when set; Gemma-2 in the layers
         // `layer_types` marks "sliding_attention" (by default every other one, from layer 0).
         if ["mistral", "phi3", "gemma2"].contains(type), value("sliding_window") != nil {
@@ -132,8 +138,12 @@ extension ModelConfig {
             finalLogitSoftcap = value("final_logit_softcapping") == nil ? nil : Float(try number("final_logit_softcapping", default: 0))
             queryPreAttnScalar = Float(try number("query_pre_attn_scalar", default: 256))
         }
-        try validate(source: source)
+        try validate(source: source, keys: Self.hfKeys)
     }
+
+    /// config.json's names of the fields `validate` checks.
+    static let hfKeys = ["num_layers": "num_hidden_layers", "num_heads": "num_attention_heads",
+                         "num_kv_heads": "num_key_value_heads", "max_positions": "max_position_embeddings"]
 
     /// This config as transformers' `config.json` fields; `extra` entries (e.g.
     /// `bos_token_id`, `eos_token_id`, `torch_dtype`) are added or override.

@@ -67,9 +67,8 @@ public struct JSONError: Error, CustomStringConvertible {
 
 extension JSONValue {
     /// Parses a JSON file (at most `maxBytes`), with errors naming the file.
-    public static func parseFile(_ path: String, maxBytes: Int = 100_000_000) throws -> JSONValue {
-        let file = try MappedFile(path: path)
-        guard file.count <= maxBytes else { throw FormatError(path, "JSON file is larger than \(maxBytes) bytes") }
+    public static func parseFile(_ path: String, maxBytes: Int = FileLimits.jsonBytes) throws -> JSONValue {
+        let file = try MappedFile(path: path, maxBytes: maxBytes)
         do { return try parse(UnsafeRawBufferPointer(start: file.base, count: file.count)) } catch let e as JSONError {
             throw FormatError(path, "\(e)")
         }

@@ -36,8 +36,12 @@ public final class LoRAAdapter: @unchecked Sendable {
     public static let configFileName = "adapter_config.json"
     public static let weightsFileName = "adapter_model.safetensors"
     static let prefix = "base_model.model."
+    /// Ranks above this are refused: real adapters use 4 to a few hundred, and a rank beyond a
+    /// layer's width adds nothing to B·A; it also keeps rank × width far from overflowing.
+    public static let maxRank = 1 << 16
 
     public let folder: String
+    public var weightsPath: String { folder + "/" + Self.weightsFileName }
     /// `base_model_name_or_path` of the config (a hub id or a path), if any.
     public let baseModel: String?
     public let rank: Int
@@ -68,7 +72,7 @@ public final class LoRAAdapter: @unchecked Sendable {
             }
             throw FormatError(folder, "no \(Self.weightsFileName) in the adapter folder")
         }
-        let json = try JSONValue.parseFile(configPath, maxBytes: 10_000_000)
+        let json = try JSONValue.parseFile(configPath, maxBytes: FileLimits.configBytes)
         func fail(_ m: String) -> FormatError { FormatError(configPath, m) }
         guard let c = json.object else { throw fail("not a JSON object") }
         func value(_ key: String) -> JSONValue? {
@@ -106,7 +110,9 @@ public final class LoRAAdapter: @unchecked Sendable {
         case let v?: throw fail("init_lora_weights is \(v.compact()): this initialisation changes the base weights when PEFT loads the adapter; convert the adapter to plain LoRA (save_pretrained with path_initial_model_for_weight_conversion)")
         }
 
-        guard let r = value("r")?.int, r > 0 else { throw fail("r is missing or not a positive integer") }
+        guard let r = value("r")?.int, (1...Self.maxRank).contains(r) else {
+            throw fail("r is \(value("r")?.compact() ?? "missing"), not an integer in 1...\(Self.maxRank)")
+        }
         let alpha = try value("lora_alpha").map { v -> Double in
             guard let x = v.double, x.isFinite else { throw fail("lora_alpha is not a number: \(v.compact())") }
             return x
@@ -117,17 +123,20 @@ public final class LoRAAdapter: @unchecked Sendable {
         case .bool(let b)?: rs = b
         case let v?: throw fail("use_rslora is not a boolean: \(v.compact())")
         }
-        func pattern(_ key: String, _ check: (JSONValue) -> Double?) throws -> [(String, Double)] {
-            guard let v = value(key) else { return [] }
+        func pattern(_ key: String, _ check: (JSONValue) -> Double?) throws -> PatternTable {
+            guard let v = value(key) else { return try PatternTable([], field: key, source: configPath) }
             guard let o = v.object else { throw fail("\(key) is not an object") }
-            return try o.pairs.map { k, x in
-                guard let d = check(x) else { throw fail("\(key)[\(k)] is not valid: \(x.compact())") }
+            return try PatternTable(o.pairs.map { k, x in
+                guard let d = check(x) else {
+                    throw fail("\(key)[\(k)] is \(x.compact()), not \(key == "rank_pattern" ? "an integer in 1...\(Self.maxRank)" : "a finite number")")
+                }
                 return (k, d)
-            }
+            }, field: key, source: configPath)
         }
-        let rankPattern = try pattern("rank_pattern") { $0.int.flatMap { $0 > 0 ? Double($0) : nil } }
+        let rankPattern = try pattern("rank_pattern") { $0.int.flatMap { (1...Self.maxRank).contains($0) ? Double($0) : nil } }
         let alphaPattern = try pattern("alpha_pattern") { $0.double.flatMap { $0.isFinite ? $0 : nil } }
         let targets = try ModuleMatcher(config: c, source: configPath)
+        var budget = PythonRegex.maxMatchSteps   // for all the pattern matching of this config
 
         let st = try SafetensorsFile(path: weightsPath)
         func wfail(_ m: String) -> FormatError { FormatError(weightsPath, m) }
@@ -149,7 +158,7 @@ public final class LoRAAdapter: @unchecked Sendable {
         var modules: [String: LoRAModule] = [:]
         for (key, p) in pairs {
             guard let an = p.a, let bn = p.b else { throw wfail("module \(key) has \(p.a == nil ? "lora_B but no lora_A" : "lora_A but no lora_B")") }
-            guard targets.matches(key) else { throw fail("the adapter has weights for \(key), which target_modules does not select") }
+            guard try targets.matches(key, budget: &budget) else { throw fail("the adapter has weights for \(key), which target_modules does not select") }
             let ai = st.info(an)!, bi = st.info(bn)!
             for t in [ai, bi] where ![.f32, .f16, .bf16].contains(t.dtype) {
                 throw wfail("tensor '\(t.name)' has dtype \(t.dtype.rawValue), not F32/F16/BF16")
@@ -157,17 +166,24 @@ public final class LoRAAdapter: @unchecked Sendable {
             guard ai.shape.count == 2, bi.shape.count == 2, ai.shape[0] == bi.shape[1], ai.shape[0] > 0, ai.shape[1] > 0, bi.shape[0] > 0 else {
                 throw wfail("module \(key): lora_A has shape \(ai.shape) and lora_B \(bi.shape); expected [r, in] and [out, r]")
             }
-            let moduleRank = try Self.patternValue(rankPattern, key).map(Int.init) ?? r
+            // BLAS takes 32-bit sizes.
+            guard ai.shape[1] <= Int(Int32.max), bi.shape[0] <= Int(Int32.max) else {
+                throw wfail("module \(key): lora_A has shape \(ai.shape) and lora_B \(bi.shape), wider than any layer can be")
+            }
+            let moduleRank = try rankPattern.value(for: key, budget: &budget).map(Int.init) ?? r
             guard ai.shape[0] == moduleRank else {
                 throw wfail("module \(key): lora_A has rank \(ai.shape[0]), the config says r = \(moduleRank)")
             }
-            let moduleAlpha = try Self.patternValue(alphaPattern, key) ?? alpha
+            let moduleAlpha = try alphaPattern.value(for: key, budget: &budget) ?? alpha
             let a = try st.floats(an), b = try st.floats(bn)
             guard a.allSatisfy(\.isFinite) else { throw wfail("tensor '\(an)' holds NaN or infinite values") }
             guard b.allSatisfy(\.isFinite) else { throw wfail("tensor '\(bn)' holds NaN or infinite values") }
             let weight = key + ".weight"
-            modules[weight] = LoRAModule(name: weight, rank: moduleRank, alpha: moduleAlpha,
-                                         scale: Self.scale(alpha: moduleAlpha, rank: moduleRank, rsLoRA: rs), a: a, b: b)
+            let scale = Self.scale(alpha: moduleAlpha, rank: moduleRank, rsLoRA: rs)
+            guard scale.isFinite else {
+                throw fail("module \(key): lora_alpha \(moduleAlpha) with r = \(moduleRank) gives a scale of \(scale) (beyond Float)")
+            }
+            modules[weight] = LoRAModule(name: weight, rank: moduleRank, alpha: moduleAlpha, scale: scale, a: a, b: b)
         }
         self.baseModel = value("base_model_name_or_path")?.string
         self.rank = r
@@ -187,15 +203,54 @@ public final class LoRAAdapter: @unchecked Sendable {
         }
     }
 
-    /// PEFT's `get_pattern_key`: the first pattern p (in file order) for which the module
-    /// key matches `(.*\.)?(p)$` from its start.
-    static func patternValue(_ pattern: [(String, Double)], _ key: String) throws -> Double? {
-        for (p, v) in pattern {
-            let re: Regex<AnyRegexOutput>
-            do { re = try Regex("(.*\\.)?(\(p))") } catch { throw FormatError(p, "not a regular expression: \(error)") }
-            if (try? re.wholeMatch(in: key)) != nil { return v }
+}
+
+/// rank_pattern or alpha_pattern: PEFT's `get_pattern_key` takes the first key p (in file
+/// order) for which `re.match(rf"(.*\.)?({p})$", module)` succeeds.
+struct PatternTable {
+    let field: String, source: String
+    /// Each key, its value, and the compiled pattern (nil for a plain name, matched directly).
+    let entries: [(key: String, value: Double, regex: PythonRegex?)]
+
+    init(_ pairs: [(String, Double)], field: String, source: String) throws {
+        self.field = field; self.source = source
+        entries = try pairs.map { k, v in
+            // A key without regex operators other than '.' (a module name) is matched by `plainMatch`.
+            guard k.unicodeScalars.contains(where: { "^$*+?{}[]\\|()".unicodeScalars.contains($0) }) else { return (k, v, nil) }
+            // The key alone first, so that an error's position is in the key as written.
+            do { _ = try PythonRegex(k); return (k, v, try PythonRegex("(.*\\.)?(" + k + ")$")) } catch {
+                throw FormatError(source, "\(field) key \"\(k)\" is not a regular expression Realign can match: \(error)")
+            }
+        }
+    }
+
+    func value(for module: String, budget: inout Int) throws -> Double? {
+        for (k, v, regex) in entries {
+            let hit: Bool?
+            if let regex { hit = regex.matches(module, whole: false, budget: &budget) } else {
+                budget -= k.unicodeScalars.count
+                hit = budget > 0 ? Self.plainMatch(k, module) : nil
+            }
+            guard let hit else {
+                throw FormatError(source, "\(field) key \"\(k)\": matching the patterns against the adapter's modules (here \(module)) takes more than \(PythonRegex.maxMatchSteps) steps")
+            }
+            if hit { return v }
         }
         return nil
+    }
+
+    /// `re.match(rf"(.*\.)?({key})$", module)` for a key whose only operator is '.' (any
+    /// character but a newline): the key's length fixes where its match starts.
+    static func plainMatch(_ key: String, _ module: String) -> Bool {
+        let k = Array(key.unicodeScalars), m = Array(module.unicodeScalars)
+        // `$` matches at the end, or before a final newline.
+        for end in [m.count, m.last == "\n" ? m.count - 1 : -1] where end >= k.count {
+            let start = end - k.count
+            guard zip(k, m[start..<end]).allSatisfy({ $0 == "." ? $1 != "\n" : $0 == $1 }) else { continue }
+            // What comes before is empty or `.*\.`: ends with '.', no newline.
+            if start == 0 || (m[start - 1] == "." && !m[..<(start - 1)].contains("\n")) { return true }
+        }
+        return false
     }
 }
 
@@ -203,21 +258,25 @@ public final class LoRAAdapter: @unchecked Sendable {
 /// `target_modules` as a regular expression (full match) or a list of names (exact or
 /// dot-suffix match), `exclude_modules` likewise, and `layers_to_transform`.
 struct ModuleMatcher {
-    var regex: Regex<AnyRegexOutput>?
+    var regex: (pattern: String, compiled: PythonRegex)?
     var names: [String] = []
-    var excludeRegex: Regex<AnyRegexOutput>?
+    var excludeRegex: (pattern: String, compiled: PythonRegex)?
     var excludeNames: [String] = []
     var layers: [Int]? = nil
+    var source = ""
 
     init(config c: JSONObject, source: String) throws {
+        self.source = source
         func fail(_ m: String) -> FormatError { FormatError(source, m) }
-        func strings(_ key: String) throws -> (Regex<AnyRegexOutput>?, [String])? {
+        func strings(_ key: String) throws -> ((String, PythonRegex)?, [String])? {
             switch c[key] {
             case nil, .null?: return nil
             case .string(let s)? where key == "target_modules" && s.lowercased() == "all-linear":
-                return (try! Regex("model\\.layers\\..*"), [])   // every linear layer but the output head
+                return (("all-linear", try! PythonRegex("model\\.layers\\..*")), [])   // every linear layer but the output head
             case .string(let s)?:
-                do { return (try Regex(s), []) } catch { throw fail("\(key) \"\(s)\" is not a regular expression: \(error)") }
+                do { return ((s, try PythonRegex(s)), []) } catch {
+                    throw fail("\(key) \"\(s)\" is not a regular expression Realign can match: \(error)")
+                }
             case .array(let a)?:
                 return (nil, try a.map { guard let s = $0.string else { throw fail("\(key) holds a non-string: \($0.compact())") }; return s })
             case let v?: throw fail("\(key) is neither a string nor a list: \(v.compact())")
@@ -237,17 +296,33 @@ struct ModuleMatcher {
         }
     }
 
-    func matches(_ key: String) -> Bool {
-        if let e = excludeRegex, (try? e.wholeMatch(in: key)) != nil { return false }
+    /// `re.fullmatch`, with an error naming the setting when the work budget runs out.
+    private func fullMatch(_ r: (pattern: String, compiled: PythonRegex), _ key: String, _ field: String, _ budget: inout Int) throws -> Bool {
+        guard let hit = r.compiled.matches(key, whole: true, budget: &budget) else {
+            throw FormatError(source, "\(field) \"\(r.pattern)\": matching it against the adapter's modules (here \(key)) takes more than \(PythonRegex.maxMatchSteps) steps")
+        }
+        return hit
+    }
+
+    func matches(_ key: String, budget: inout Int) throws -> Bool {
+        if let e = excludeRegex, try fullMatch(e, key, "exclude_modules", &budget) { return false }
         if excludeNames.contains(where: { key == $0 || key.hasSuffix("." + $0) }) { return false }
-        if let r = regex { return (try? r.wholeMatch(in: key)) != nil }
+        if let r = regex { return try fullMatch(r, key, "target_modules", &budget) }
         guard names.contains(where: { key == $0 || key.hasSuffix("." + $0) }) else { return false }
         if names.contains(key) { return true }   // named exactly: layers_to_transform does not apply
         guard let layers else { return true }
-        // The first number after a dotted segment: "model.layers.3.…" → 3.
-        let parts = key.split(separator: ".")
-        guard parts.count > 2, let i = Int(parts[2]) else { return false }
-        return layers.contains(i)
+        // PEFT reads the layer index with `re.match(r".*?\.[^.]*\.(\d+)\.", key)`: the first
+        // all-digit segment that has at least two segments before it and one after.
+        let parts = key.split(separator: ".", omittingEmptySubsequences: false)
+        guard parts.count >= 4 else { return false }
+        for i in 2..<(parts.count - 1) where !parts[i].isEmpty && parts[i].unicodeScalars.allSatisfy(PythonRegex.isDigit) {
+            guard !parts[..<(i - 1)].contains(where: { $0.contains("\n") }) else { return false }   // `.` stops at a newline
+            // int() of the segment: any decimal digits; a number of 19+ digits is no layer index.
+            let digits = parts[i].unicodeScalars
+            guard digits.count < 19 else { return false }
+            return layers.contains(digits.reduce(0) { $0 * 10 + Int($1.properties.numericValue ?? 0) })
+        }
+        return false
     }
 }
 
@@ -278,9 +353,20 @@ public struct LoRAMergedParameters: ParameterSource {
     public var path: String { base.path }
     public func contains(_ hfName: String) -> Bool { base.contains(hfName) }
     public func shape(_ hfName: String) throws -> [Int] { try base.shape(hfName) }
+    /// An adapted weight whose sum W + scale·B·A leaves Float's range is the adapter's fault
+    /// (the base is checked finite first): the error names the adapter file and the tensor.
     public func read(_ hfName: String, into dst: UnsafeMutablePointer<Float>, count: Int) throws {
         try base.read(hfName, into: dst, count: count)
-        adapter.modules[hfName]?.addDelta(to: dst)
+        guard let m = adapter.modules[hfName] else { return }
+        let w = UnsafeBufferPointer(start: dst, count: count)
+        guard count == m.outFeatures * m.inFeatures else {
+            throw FormatError(adapter.weightsPath, "\(hfName): the base model \(base.path) gives \(count) values, the adapter's [\(m.outFeatures), \(m.inFeatures)] needs \(m.outFeatures * m.inFeatures)")
+        }
+        guard w.allSatisfy(\.isFinite) else { throw FormatError(base.path, "tensor \(hfName) holds NaN or infinite values") }
+        m.addDelta(to: dst)
+        guard w.allSatisfy(\.isFinite) else {
+            throw FormatError(adapter.weightsPath, "merging into \(hfName): W + \(m.scale)·B·A overflows Float (lora_A/lora_B of \(hfName.dropLast(".weight".count)) or lora_alpha too large)")
+        }
     }
     public func releasePages(_ hfName: String) { base.releasePages(hfName) }
 }
@@ -314,14 +400,16 @@ extension LoRAAdapter {
         guard [.f32, .f16, .bf16].contains(dtype) else { throw fail("adapter tensors can be F32, F16 or BF16, not \(dtype.rawValue)") }
         guard !modules.isEmpty, !targetModules.isEmpty else { throw fail("nothing to write: no modules or no target_modules") }
         let matcher = ModuleMatcher(names: targetModules)
+        let rankTable = try PatternTable(rankPattern.map { ($0, Double($1)) }, field: "rank_pattern", source: folder)
+        var budget = PythonRegex.maxMatchSteps
         var entries: [SafetensorsEntry] = []
         var seen = Set<String>()
         for m in modules {
             guard m.name.hasSuffix(".weight") else { throw fail("\(m.name) is not a weight name (….weight)") }
             let key = String(m.name.dropLast(".weight".count))
             guard seen.insert(key).inserted else { throw fail("\(m.name) is given twice") }
-            guard matcher.matches(key) else { throw fail("\(key) is not selected by target_modules \(targetModules)") }
-            let r = try patternValue(rankPattern.map { ($0, Double($1)) }, key).map(Int.init) ?? rank
+            guard try matcher.matches(key, budget: &budget) else { throw fail("\(key) is not selected by target_modules \(targetModules)") }
+            let r = try rankTable.value(for: key, budget: &budget).map(Int.init) ?? rank
             guard !m.a.isEmpty, !m.b.isEmpty, m.a.count % r == 0, m.b.count % r == 0 else {
                 throw fail("\(m.name): A has \(m.a.count) and B \(m.b.count) values, not multiples of r = \(r)")
             }

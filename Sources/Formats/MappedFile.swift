@@ -11,6 +11,18 @@ public struct FormatError: Error, CustomStringConvertible, Equatable {
     public var description: String { "\(path): \(problem)" }
 }
 
+/// Size bounds for files read whole: each well above any real file of its kind, and small
+/// enough that a hostile one cannot exhaust memory.
+public enum FileLimits {
+    /// config.json, adapter_config.json, generation_config.json: a few KB in real models.
+    public static let configBytes = 10_000_000
+    /// tokenizer.json (Gemma's is 34 MB), tokenizer_config.json with its chat templates, chat
+    /// template files, safetensors index files.
+    public static let jsonBytes = 100_000_000
+    /// Prompt, task and training data files, held in memory whole.
+    public static let dataBytes = 1 << 30
+}
+
 /// A read-only memory map of a whole file. Model files are untrusted: every read goes
 /// through a bounds-checked cursor or `bytes(at:count:)`.
 public final class MappedFile: @unchecked Sendable {
@@ -18,23 +30,69 @@ public final class MappedFile: @unchecked Sendable {
     public let count: Int
     public let base: UnsafeRawPointer
 
+    /// Maps the regular file at `path` (symlinks followed). Anything else — a directory, a
+    /// FIFO, a device such as /dev/zero, a socket — is refused before it is opened: opening a
+    /// FIFO for reading blocks until a writer appears, and a device has no end. O_NONBLOCK
+    /// keeps the open from blocking should the path be swapped for a FIFO in between.
     public init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY)
+        (count, base) = try Self.map(path, maxBytes: nil)
+    }
+
+    /// As `init(path:)`, refusing a file larger than `maxBytes` before it is mapped.
+    public init(path: String, maxBytes: Int) throws {
+        self.path = path
+        (count, base) = try Self.map(path, maxBytes: maxBytes)
+    }
+
+    private static func map(_ path: String, maxBytes: Int?) throws -> (Int, UnsafeRawPointer) {
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw FormatError(path, "cannot open: \(String(cString: strerror(errno)))") }
+        try requireRegular(st, path)
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { throw FormatError(path, "cannot open: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
-        var st = stat()
         guard fstat(fd, &st) == 0 else { throw FormatError(path, "cannot stat") }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw FormatError(path, "not a regular file") }
-        count = Int(st.st_size)
-        if count == 0 {
-            base = UnsafeRawPointer(UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 64))
-            return
+        try requireRegular(st, path)
+        if let maxBytes, st.st_size > maxBytes {
+            throw FormatError(path, "the file is \(st.st_size) bytes, more than the \(maxBytes) allowed for it")
         }
+        let count = Int(st.st_size)
+        if count == 0 { return (0, UnsafeRawPointer(UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 64))) }
         guard let p = mmap(nil, count, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
             throw FormatError(path, "cannot map \(count) bytes")
         }
-        base = UnsafeRawPointer(p)
+        return (count, UnsafeRawPointer(p))
+    }
+
+    private static func requireRegular(_ st: stat, _ path: String) throws {
+        let kind: String
+        switch st.st_mode & S_IFMT {
+        case S_IFREG: return
+        case S_IFDIR: kind = "a directory"
+        case S_IFIFO: kind = "a FIFO"
+        case S_IFCHR, S_IFBLK: kind = "a device"
+        case S_IFSOCK: kind = "a socket"
+        default: kind = "a special file"
+        }
+        throw FormatError(path, "\(kind), not a regular file")
+    }
+
+    /// The bytes of a whole regular file of at most `maxBytes` bytes. Every file Realign reads
+    /// by path (configs, tokenizers, templates, prompt and data files) goes through here or
+    /// through `init`, so none can block on a FIFO or device or be read without a size bound.
+    public static func contents(_ path: String, maxBytes: Int) throws -> Data {
+        let f = try MappedFile(path: path, maxBytes: maxBytes)
+        return Data(bytes: f.base, count: f.count)
+    }
+
+    /// A whole regular file as UTF-8 text (at most `maxBytes` bytes).
+    public static func text(_ path: String, maxBytes: Int) throws -> String {
+        let f = try MappedFile(path: path, maxBytes: maxBytes)
+        guard let s = String(validating: UnsafeRawBufferPointer(start: f.base, count: f.count), as: UTF8.self) else {
+            throw FormatError(path, "not UTF-8 text")
+        }
+        return s
     }
 
     deinit {

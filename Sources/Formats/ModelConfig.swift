@@ -98,19 +98,45 @@ public struct ModelConfig: Equatable, Sendable, Codable {
         self.tiedEmbeddings = tiedEmbeddings; self.qkvBias = qkvBias
     }
 
-    /// Refuses sizes the decoder cannot run (zero, non-dividing heads, absurd values).
-    public func validate(source: String) throws {
+    // Bounds on the sizes a config may declare: far above any released model's, and low
+    // enough that products of them (weights, activations, KV caches) cannot overflow.
+    public static let maxVocabSize = 10_000_000
+    /// hidden size, and heads × head dim.
+    public static let maxWidth = 1 << 17
+    public static let maxIntermediateSize = 1 << 19
+    public static let maxLayers = 1000
+    public static let maxHeadDim = 1024
+    /// Positions (context length, sliding windows, rope-scaling lengths): 16M tokens, above
+    /// the longest released context (10M).
+    public static let maxContextLength = 1 << 24
+
+    /// Refuses sizes the decoder cannot run (zero, negative, non-dividing heads, absurd
+    /// values). `keys` gives the file's name of a field (by its `ModelConfig` JSON key, e.g.
+    /// "max_positions" → "qwen2.context_length"), so an error names the key to fix.
+    public func validate(source: String, keys: [String: String] = [:]) throws {
         func need(_ ok: Bool, _ what: String) throws { if !ok { throw FormatError(source, "bad model config: \(what)") } }
+        func key(_ k: CodingKeys) -> String { keys[k.rawValue] ?? k.rawValue }
+        func count(_ v: Int, _ k: CodingKeys, _ range: ClosedRange<Int>) throws {
+            try need(range.contains(v), "\(key(k)) is \(v) (allowed: \(range.lowerBound)...\(range.upperBound))")
+        }
+        func positive(_ v: Float, _ k: CodingKeys, below limit: Float = .infinity) throws {
+            try need(v > 0 && v.isFinite && v < limit, "\(key(k)) is \(v) (must be finite and > 0\(limit.isFinite ? " and < \(limit)" : ""))")
+        }
         try need(ArchitectureTraits.table[architecture] != nil,
                  "unknown architecture '\(architecture)' (supported: \(ArchitectureTraits.table.keys.sorted().joined(separator: ", ")))")
-        try need(vocabSize > 0 && vocabSize < 10_000_000, "vocab size \(vocabSize)")
-        try need(hiddenSize > 0 && hiddenSize < 1 << 17, "hidden size \(hiddenSize)")
-        try need(intermediateSize > 0 && intermediateSize < 1 << 19, "intermediate size \(intermediateSize)")
-        try need(numLayers > 0 && numLayers < 1000, "layer count \(numLayers)")
-        try need(numHeads > 0 && numKVHeads > 0 && numHeads % numKVHeads == 0, "heads \(numHeads) / kv heads \(numKVHeads)")
-        try need(headDim > 0 && headDim % 2 == 0 && headDim <= 1024, "head dim \(headDim)")
-        try need(rmsNormEps > 0 && rmsNormEps < 1, "rms norm eps \(rmsNormEps)")
-        try need(ropeTheta > 0 && ropeTheta.isFinite, "rope theta \(ropeTheta)")
+        try count(vocabSize, .vocabSize, 1...Self.maxVocabSize)
+        try count(hiddenSize, .hiddenSize, 1...Self.maxWidth)
+        try count(intermediateSize, .intermediateSize, 1...Self.maxIntermediateSize)
+        try count(numLayers, .numLayers, 1...Self.maxLayers)
+        try count(numHeads, .numHeads, 1...Self.maxWidth)
+        try count(numKVHeads, .numKVHeads, 1...numHeads)
+        try need(numHeads % numKVHeads == 0, "\(key(.numHeads)) \(numHeads) is not a multiple of \(key(.numKVHeads)) \(numKVHeads)")
+        try count(headDim, .headDim, 2...Self.maxHeadDim)
+        try need(headDim % 2 == 0, "\(key(.headDim)) \(headDim) is odd (RoPE rotates pairs)")
+        try need(numHeads * headDim <= Self.maxWidth, "\(key(.numHeads)) × \(key(.headDim)) is \(numHeads) × \(headDim) = \(numHeads * headDim) (allowed: up to \(Self.maxWidth))")
+        try positive(rmsNormEps, .rmsNormEps, below: 1)
+        try positive(ropeTheta, .ropeTheta)
+        try count(maxPositions, .maxPositions, 1...Self.maxContextLength)
         if let r = ropeScaling {
             try need(["linear", "llama3", "freq_factors", "longrope"].contains(r.type) && r.factor > 0 && r.factor.isFinite, "rope scaling \(r.type) factor \(r.factor)")
             if r.type == "freq_factors" || r.type == "longrope" {
@@ -118,15 +144,17 @@ public struct ModelConfig: Equatable, Sendable, Codable {
             }
             if r.type == "longrope" {
                 try need(r.longFactors?.count == headDim / 2 && r.longFactors!.allSatisfy { $0 > 0 && $0.isFinite }, "longrope long factors")
-                try need(r.originalMaxPositions > 1 && (r.attentionFactor ?? 1) > 0 && (r.attentionFactor ?? 1).isFinite,
+                try need(r.originalMaxPositions > 1 && r.originalMaxPositions <= Self.maxContextLength && (r.attentionFactor ?? 1) > 0 && (r.attentionFactor ?? 1).isFinite,
                          "longrope original positions \(r.originalMaxPositions), attention factor \(r.attentionFactor ?? 1)")
             }
             if r.type == "llama3" {
-                try need(r.highFreqFactor > r.lowFreqFactor && r.lowFreqFactor > 0 && r.originalMaxPositions > 0,
+                try need(r.highFreqFactor > r.lowFreqFactor && r.lowFreqFactor > 0 && r.highFreqFactor.isFinite
+                         && r.originalMaxPositions > 0 && r.originalMaxPositions <= Self.maxContextLength,
                          "llama3 rope scaling low/high freq factors \(r.lowFreqFactor)/\(r.highFreqFactor)")
             }
         }
-        if let w = slidingWindow { try need(w > 0, "sliding window \(w)") }
+        if let w = slidingWindow { try count(w, .slidingWindow, 1...Self.maxContextLength) }
+        if let l = slidingLayers { try need(l.allSatisfy { (0..<numLayers).contains($0) }, "sliding layers outside 0..<\(numLayers)") }
         for cap in [attnLogitSoftcap, finalLogitSoftcap] { if let cap { try need(cap > 0 && cap.isFinite, "soft-cap \(cap)") } }
         if let s = queryPreAttnScalar { try need(s > 0 && s.isFinite, "query_pre_attn_scalar \(s)") }
     }

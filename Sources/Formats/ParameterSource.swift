@@ -65,7 +65,7 @@ extension GGUFFile: ParameterSource {
             return try int("\(arch).attention.head_count")
         }
         if hfName.hasSuffix("self_attn.k_proj.weight") || hfName.hasSuffix("self_attn.k_proj.bias") {
-            return try (metadata["\(arch).attention.head_count_kv"]?.intValue) ?? (try int("\(arch).attention.head_count"))
+            return try optionalInt("\(arch).attention.head_count_kv") ?? (try int("\(arch).attention.head_count"))
         }
         return nil
     }

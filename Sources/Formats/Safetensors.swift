@@ -179,12 +179,7 @@ public final class SafetensorsModel: @unchecked Sendable {
         let indexPath = folder + "/" + Self.indexFileName
         let singlePath = folder + "/" + Self.singleFileName
         if FileManager.default.fileExists(atPath: indexPath) {
-            let index = try MappedFile(path: indexPath)
-            guard index.count <= 100_000_000 else { throw FormatError(indexPath, "index file is too large") }
-            let json: JSONValue
-            do { json = try JSONValue.parse(UnsafeRawBufferPointer(start: index.base, count: index.count)) } catch let e as JSONError {
-                throw FormatError(indexPath, "\(e)")
-            }
+            let json = try JSONValue.parseFile(indexPath)
             guard let map = json["weight_map"]?.object else { throw FormatError(indexPath, "missing weight_map object") }
             var shardIndex: [String: Int] = [:]
             var shards: [SafetensorsFile] = []

@@ -32,7 +32,7 @@ public struct FineTuneOptions: Codable, Equatable, Sendable {
 
 /// Reads a JSONL file of {"prompt": …, "response": …} objects.
 public func readPromptResponsePairs(_ path: String) throws -> [(prompt: String, response: String)] {
-    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw FormatError(path, "cannot read the file as UTF-8 text") }
+    let text = try MappedFile.text(path, maxBytes: FileLimits.dataBytes)
     var pairs: [(prompt: String, response: String)] = []
     for (i, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated()
     where !line.trimmingCharacters(in: .whitespaces).isEmpty {

@@ -51,7 +51,10 @@ public final class ChatFormat {
             default: break
             }
         }
-        if template == nil, let t = try? String(contentsOfFile: dir + "/chat_template.jinja", encoding: .utf8) { template = t }
+        let templatePath = dir + "/chat_template.jinja"
+        if template == nil, FileManager.default.fileExists(atPath: templatePath) {
+            template = try MappedFile.text(templatePath, maxBytes: FileLimits.jsonBytes)
+        }
         var stops: [Int] = []
         let genPath = dir + "/generation_config.json"
         if FileManager.default.fileExists(atPath: genPath) {

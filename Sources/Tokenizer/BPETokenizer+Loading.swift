@@ -98,7 +98,7 @@ extension BPETokenizer {
         var isDir: ObjCBool = false
         let file = FileManager.default.fileExists(atPath: path, isDirectory: &isDir) && isDir.boolValue
             ? (path as NSString).appendingPathComponent("tokenizer.json") : path
-        guard let data = FileManager.default.contents(atPath: file) else { throw FormatError(file, "cannot read file") }
+        let data = try MappedFile.contents(file, maxBytes: FileLimits.jsonBytes)
         let root: [String: Any]
         do {
             guard let r = try JSONSerialization.jsonObject(with: data) as? [String: Any] else {
@@ -180,7 +180,8 @@ extension BPETokenizer {
         // tokenizer_config.json: transformers-level settings.
         var bos: Int?, eos: Int?, pad: Int?
         let configPath = ((file as NSString).deletingLastPathComponent as NSString).appendingPathComponent("tokenizer_config.json")
-        if let configData = FileManager.default.contents(atPath: configPath) {
+        if FileManager.default.fileExists(atPath: configPath) {
+            let configData = try MappedFile.contents(configPath, maxBytes: FileLimits.jsonBytes)
             guard let config = (try? JSONSerialization.jsonObject(with: configData)) as? [String: Any] else {
                 throw FormatError(configPath, "not a JSON object")
             }

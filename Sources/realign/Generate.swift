@@ -73,7 +73,7 @@ struct Generate: ParsableCommand {
 
 /// Prompts from a file: JSON lines with "prompt", or plain lines. Blank lines are skipped.
 func readPrompts(_ path: String) throws -> [String] {
-    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ValidationError("\(path): cannot read as UTF-8 text") }
+    let text = try MappedFile.text(path, maxBytes: FileLimits.dataBytes)
     var out: [String] = []
     for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
         let l = line.trimmingCharacters(in: .whitespacesAndNewlines)

@@ -14,7 +14,7 @@ struct Template: ParsableCommand {
         let m = try ChatFormat.load(model)
         guard let t = m.template else { throw ValidationError("\(m.path): the model has no chat template") }
         let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: messages)) } catch { throw ValidationError("\(messages): cannot read") }
+        data = try MappedFile.contents(messages, maxBytes: FileLimits.jsonBytes)
         let list: [ChatMessage]
         do { list = try JSONDecoder().decode([ChatMessage].self, from: data) }
         catch { throw ValidationError("\(messages): not a JSON list of {\"role\", \"content\"}") }

@@ -31,6 +31,6 @@ import Evaluation
     }
 
     @Test func missingFile() {
-        #expect(throws: FormatError("/nonexistent/x.jsonl", "cannot read the file")) { try TaskExample.readJSONL("/nonexistent/x.jsonl") }
+        #expect(throws: FormatError("/nonexistent/x.jsonl", "cannot open: No such file or directory")) { try TaskExample.readJSONL("/nonexistent/x.jsonl") }
     }
 }

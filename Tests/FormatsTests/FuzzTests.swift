@@ -150,11 +150,16 @@ private func openGGUF(_ path: String) throws {
     }
 }
 
-#if DEBUG
-private let casesPerSeed = 300
-#else
-private let casesPerSeed = 8000
-#endif
+/// Cases per seed: REALIGN_FUZZ_CASES when set (a longer run), else a count that keeps the
+/// whole fuzz suite within seconds.
+private let casesPerSeed: Int = {
+    if let n = ProcessInfo.processInfo.environment["REALIGN_FUZZ_CASES"].flatMap(Int.init), n > 0 { return n }
+    #if DEBUG
+    return 300
+    #else
+    return 8000
+    #endif
+}()
 
 private let hugeValues: [UInt64] = [.max, .max - 1, 1 << 63, UInt64(Int64.max), 1 << 40, 1 << 32, 0xFFFF_FFFF, 0, 1, 7]
 
@@ -305,4 +310,252 @@ private func openSafetensors(_ path: String) throws {
     }
     print("fuzz safetensors: \(cases) cases, \(opened) opened, \(cases - opened) refused")
     #expect(opened < cases)
+}
+
+// MARK: - HF folders and PEFT adapters
+
+/// Writes a file without syncing it (as `check` does).
+private func put(_ bytes: [UInt8], _ path: String) {
+    guard let fp = fopen(path, "wb") else { Issue.record("cannot write \(path)"); return }
+    if !bytes.isEmpty { _ = bytes.withUnsafeBytes { fwrite($0.baseAddress!, 1, $0.count, fp) } }
+    fclose(fp)
+}
+
+/// Loads a folder with `open`; anything but success or a FormatError naming a path inside
+/// one of `dirs` is recorded, and so is a case slower than 2 s.
+private func checkFolder(_ dirs: [String], _ what: String, open: () throws -> Void) -> Bool {
+    let t0 = DispatchTime.now().uptimeNanoseconds
+    defer {
+        let ms = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6
+        if ms > 2000 { Issue.record("\(what): took \(Int(ms)) ms") }
+    }
+    do {
+        try open()
+        return true
+    } catch let e as FormatError {
+        if !dirs.contains(where: { e.path.hasPrefix($0) }) { Issue.record("\(what): FormatError names \(e.path), not a file in \(dirs): \(e.problem)") }
+        return false
+    } catch {
+        Issue.record("\(what): threw \(type(of: error)) \(error), not FormatError")
+        return false
+    }
+}
+
+/// Where the numbers and the strings (without their quotes) of a JSON text are.
+private struct JSONSpots {
+    var numbers: [Range<Int>] = [], strings: [Range<Int>] = []
+    init(_ t: [UInt8]) {
+        var i = 0
+        while i < t.count {
+            if t[i] == UInt8(ascii: "\"") {
+                var j = i + 1
+                while j < t.count, t[j] != UInt8(ascii: "\"") { j += t[j] == UInt8(ascii: "\\") ? 2 : 1 }
+                strings.append((i + 1)..<min(j, t.count)); i = j + 1
+            } else if (0x30...0x39).contains(t[i]) || t[i] == UInt8(ascii: "-") {
+                var j = i + 1
+                while j < t.count, (0x30...0x39).contains(t[j]) || "eE+-.".utf8.contains(t[j]) { j += 1 }
+                numbers.append(i..<j); i = j
+            } else { i += 1 }
+        }
+    }
+}
+
+private let absurdNumbers = ["0", "-1", "-4096", "1e300", "-1e300", "0.5", "1e-50", "4294967296", "18446744073709551615", "9223372036854775807",
+                             "99999999999999999999999", "16777217", "1099511627776", "1000000000", "3", "65537", "[]", "null", "\"8\"", "{}", "true"]
+private let hostileStrings = ["(a+)+$", "([a-z_.0-9]+)+!", "(", ")", "[", "\\\\", ".*", "(?=x)", "(a)\\\\1", "a{1000000000}", "all-linear", "",
+                              "q_proj", "v_proj", "model.layers.0.self_attn.q_proj", "..", "../x", "/dev/zero", "F64", "I8", "BF16", "U8",
+                              "LORA", "llama", "gemma2", "qwen2", "llama3", "longrope", "lora_A", "\\u0000",
+                              String(repeating: "a", count: 3000), String(repeating: "(", count: 80) + "x" + String(repeating: ")", count: 80)]
+
+/// One random edit of a JSON text: a number or a string replaced by an absurd one, a string
+/// copied over another (duplicate keys and names), bytes flipped, inserted or cut.
+private func mutateJSON(_ t: inout [UInt8], _ spots: JSONSpots, _ rng: inout SplitMix64) -> String {
+    switch Int.random(in: 0..<11, using: &rng) {   // mostly edits that keep the JSON valid
+    case 0, 1, 2:
+        guard let r = spots.numbers.randomElement(using: &rng), r.upperBound <= t.count else { return "" }
+        let v = absurdNumbers.randomElement(using: &rng)!
+        t.replaceSubrange(r, with: Array(v.utf8))
+        return " num@\(r.lowerBound)=\(v)"
+    case 3, 4, 5:
+        guard let r = spots.strings.randomElement(using: &rng), r.upperBound <= t.count else { return "" }
+        let v = hostileStrings.randomElement(using: &rng)!
+        t.replaceSubrange(r, with: Array(v.utf8))
+        return " str@\(r.lowerBound)=\(v.prefix(20))"
+    case 6, 7:
+        guard let a = spots.strings.randomElement(using: &rng), let b = spots.strings.randomElement(using: &rng),
+              a.upperBound <= t.count, b.upperBound <= t.count else { return "" }
+        t.replaceSubrange(b, with: Array(t[a]))
+        return " dup@\(b.lowerBound)"
+    case 8:
+        for _ in 0..<Int.random(in: 1...4, using: &rng) where !t.isEmpty {
+            t[Int.random(in: 0..<t.count, using: &rng)] ^= UInt8(1) << UInt8.random(in: 0..<8, using: &rng)
+        }
+        return " flips"
+    case 9:
+        let n = Int.random(in: 0...t.count, using: &rng)
+        t.removeSubrange(n...)
+        return " cut@\(n)"
+    default:
+        let at = Int.random(in: 0...t.count, using: &rng)
+        let junk = [",", "{", "}", "[", "]", ":", "\"", "\"x\":1,", ",\"r\":0"].randomElement(using: &rng)!
+        t.insert(contentsOf: Array(junk.utf8), at: at)
+        return " insert@\(at)"
+    }
+}
+
+/// A safetensors file's header (JSON) and data area, to mutate separately.
+private func splitSafetensors(_ bytes: [UInt8]) -> (header: [UInt8], data: [UInt8]) {
+    let n = Int(bytes.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) })
+    return (Array(bytes[8..<(8 + n)]), Array(bytes[(8 + n)...]))
+}
+
+private func joinSafetensors(_ header: [UInt8], _ data: [UInt8], length: UInt64? = nil) -> [UInt8] {
+    withUnsafeBytes(of: (length ?? UInt64(header.count)).littleEndian) { Array($0) } + header + data
+}
+
+/// A tiny llama HF folder: config.json and model.safetensors (or shards and an index).
+private func makeTinyFolder(_ dir: String, sharded: Bool) throws -> ModelConfig {
+    let c = ModelConfig(architecture: "llama", vocabSize: 16, hiddenSize: 8, intermediateSize: 16, numLayers: 2, numHeads: 2,
+                        numKVHeads: 1, headDim: 4, rmsNormEps: 1e-5, ropeTheta: 10000, maxPositions: 64, tiedEmbeddings: true, qkvBias: false)
+    try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    try c.writeHFConfig(to: dir + "/config.json")
+    let entries = TensorNames.hfNames(for: c).map { name in
+        let shape = TensorNames.hfShape(name, for: c)!
+        return SafetensorsEntry.floats(name, shape: shape, as: name.hasSuffix("norm.weight") ? .f32 : .bf16,
+                                       (0..<shape.reduce(1, *)).map { Float(($0 * 37) % 11) * 0.01 - 0.05 })
+    }
+    try SafetensorsWriter.writeModel(entries, folder: dir, maxShardBytes: sharded ? 600 : 1 << 30)
+    return c
+}
+
+/// Loads a folder as the loader does: config, tensor lookup, every tensor as fp32.
+private func openHFFolder(_ dir: String) throws {
+    let config = try ModelConfig(hfConfigAt: dir + "/config.json")
+    let model = try SafetensorsModel(folder: dir)
+    for name in TensorNames.hfNames(for: config) where model.contains(name) {
+        let n = try model.shape(name).reduce(1, *)
+        guard n <= 1 << 20 else { Issue.record("\(name): \(n) elements in a tiny folder"); continue }
+        var buf = [Float](repeating: 0, count: n)
+        try model.read(name, into: &buf, count: n)
+    }
+}
+
+@Test(arguments: [false, true])
+func fuzzHFFolder(_ sharded: Bool) throws {
+    let seedDir = makeTempDir("fuzz-hf-seed")
+    let dir = makeTempDir("fuzz-hf")
+    defer { for d in [seedDir, dir] { try? FileManager.default.removeItem(atPath: d) } }
+    _ = try makeTinyFolder(seedDir, sharded: sharded)
+    let files = try FileManager.default.contentsOfDirectory(atPath: seedDir).sorted()
+    #expect(files.contains(sharded ? SafetensorsModel.indexFileName : SafetensorsModel.singleFileName), "\(files)")
+    let seed = Dictionary(uniqueKeysWithValues: try files.map { ($0, [UInt8](try fileBytes(seedDir + "/" + $0))) })
+    var spots: [String: JSONSpots] = [:]
+    for (name, bytes) in seed { spots[name] = JSONSpots(name.hasSuffix(".json") ? bytes : splitSafetensors(bytes).header) }
+    for (name, bytes) in seed { put(bytes, dir + "/" + name) }
+    #expect(checkFolder([dir], "seed") { try openHFFolder(dir) }, "the unmutated folder must load")
+    var rng = SplitMix64(seed: sharded ? 5 : 4)
+    var opened = 0
+    let cases = casesPerSeed / 2
+    for c in 0..<cases {
+        var what = "\(sharded ? "sharded " : "")case \(c):"
+        let name = files.randomElement(using: &rng)!
+        var bytes = seed[name]!
+        let mutations = Int.random(in: 1...3, using: &rng)
+        if name.hasSuffix(".json") {
+            for _ in 0..<mutations { what += " \(name)" + mutateJSON(&bytes, spots[name]!, &rng) }
+        } else {
+            var (h, d) = splitSafetensors(bytes)
+            var length: UInt64? = nil
+            for _ in 0..<mutations {
+                switch Int.random(in: 0..<12, using: &rng) {
+                case 0: if !d.isEmpty { d.removeLast(Int.random(in: 1...d.count, using: &rng)) }; what += " \(name) data=\(d.count)"
+                case 1: length = hugeValues.randomElement(using: &rng)!; what += " \(name) len=\(length!)"
+                default: what += " \(name)" + mutateJSON(&h, spots[name]!, &rng)
+                }
+            }
+            bytes = joinSafetensors(h, d, length: length)
+        }
+        put(bytes, dir + "/" + name)
+        if checkFolder([dir], what, open: { try openHFFolder(dir) }) { opened += 1 }
+        put(seed[name]!, dir + "/" + name)
+    }
+    print("fuzz HF folder\(sharded ? " (sharded)" : ""): \(cases) cases, \(opened) opened, \(cases - opened) refused")
+    #expect(opened < cases)
+}
+
+/// A PEFT adapter for the tiny folder's q_proj and v_proj, with rank and alpha patterns,
+/// layers_to_transform and a regex-free target list.
+private func makeTinyAdapter(_ dir: String, base: String, config c: ModelConfig) throws {
+    var weights: [LoRAAdapter.Weights] = []
+    for l in 0..<c.numLayers {
+        for (m, out) in [("q_proj", c.numHeads * c.headDim), ("v_proj", c.numKVHeads * c.headDim)] {
+            let r = l == 1 && m == "v_proj" ? 3 : 2
+            weights.append(.init(name: "model.layers.\(l).self_attn.\(m).weight", a: (0..<r * c.hiddenSize).map { Float($0 % 5) * 0.1 },
+                                 b: (0..<out * r).map { Float($0 % 3) * 0.1 - 0.1 }))
+        }
+    }
+    try LoRAAdapter.write(to: dir, modules: weights, rank: 2, alpha: 4, rankPattern: [("layers.1.self_attn.v_proj", 3)],
+                          alphaPattern: [("q_proj", 6)], targetModules: ["q_proj", "v_proj"], baseModel: base, dtype: .bf16)
+}
+
+/// Parses an adapter and merges it onto the tiny base: every adapted weight read as fp32.
+private func openAdapter(_ dir: String, base: String, config: ModelConfig) throws {
+    let a = try LoRAAdapter(folder: dir)
+    try a.checkBase(config, model: base)
+    let merged = try LoRAMergedParameters(base: try SafetensorsModel(folder: base), adapter: a)
+    for name in a.weightNames {
+        let n = try merged.shape(name).reduce(1, *)
+        var buf = [Float](repeating: 0, count: n)
+        try merged.read(name, into: &buf, count: n)
+    }
+}
+
+@Test func fuzzPEFTAdapter() throws {
+    let base = makeTempDir("fuzz-lora-base")
+    let seedDir = makeTempDir("fuzz-lora-seed")
+    let dir = makeTempDir("fuzz-lora")
+    defer { for d in [base, seedDir, dir] { try? FileManager.default.removeItem(atPath: d) } }
+    let config = try makeTinyFolder(base, sharded: false)
+    try makeTinyAdapter(seedDir, base: base, config: config)
+    let configName = LoRAAdapter.configFileName, weightsName = LoRAAdapter.weightsFileName
+    let plainConfig = [UInt8](try fileBytes(seedDir + "/" + configName))
+    let seedWeights = [UInt8](try fileBytes(seedDir + "/" + weightsName))
+    // Regex settings too, so that mutations reach the pattern matcher: target_modules as a
+    // regular expression in half the cases, exclude_modules and layers_to_transform.
+    let regexConfig = Array(String(decoding: plainConfig, as: UTF8.self).replacingOccurrences(
+        of: "\"target_modules\"", with: "\"exclude_modules\": \"lm_head\", \"layers_to_transform\": [0, 1], \"target_modules_list\"")
+        .replacingOccurrences(of: "\"task_type\"", with: "\"target_modules\": \"model\\\\.layers\\\\.\\\\d+\\\\.self_attn\\\\.(q|v)_proj\", \"task_type\"").utf8)
+    for cfg in [plainConfig, regexConfig] {
+        put(cfg, dir + "/" + configName); put(seedWeights, dir + "/" + weightsName)
+        #expect(checkFolder([dir], "seed") { try openAdapter(dir, base: base, config: config) }, "the unmutated adapter must load")
+    }
+    let (header, data) = splitSafetensors(seedWeights)
+    let headerSpots = JSONSpots(header)
+    var rng = SplitMix64(seed: 6)
+    var opened = 0
+    let cases = casesPerSeed / 2
+    for c in 0..<cases {
+        var what = "case \(c):"
+        var cfg = c % 2 == 0 ? regexConfig : plainConfig, h = header, d = data
+        var length: UInt64? = nil
+        let cfgSpots = JSONSpots(cfg)
+        for _ in 0..<Int.random(in: 1...3, using: &rng) {
+            switch Int.random(in: 0..<12, using: &rng) {
+            case 0..<7: what += " config" + mutateJSON(&cfg, cfgSpots, &rng)
+            case 7, 8, 9: what += " weights" + mutateJSON(&h, headerSpots, &rng)
+            case 10:  // values: huge, NaN, or data cut
+                if Bool.random(using: &rng), !d.isEmpty { d.removeLast(Int.random(in: 1...d.count, using: &rng)); what += " data=\(d.count)" }
+                else if d.count >= 2 {   // a BF16 value near Float's largest, or a NaN
+                    let at = Int.random(in: 0..<(d.count / 2), using: &rng) * 2
+                    d.replaceSubrange(at..<(at + 2), with: Bool.random(using: &rng) ? [0x7f, 0x7f] : [0xc0, 0x7f]); what += " bf16@\(at)"
+                }
+            default: length = hugeValues.randomElement(using: &rng)!; what += " len=\(length!)"
+            }
+        }
+        put(cfg, dir + "/" + configName)
+        put(joinSafetensors(h, d, length: length), dir + "/" + weightsName)
+        if checkFolder([dir, base], what, open: { try openAdapter(dir, base: base, config: config) }) { opened += 1 }
+    }
+    print("fuzz PEFT adapter: \(cases) cases, \(opened) opened, \(cases - opened) refused")
+    #expect(opened > 0 && opened < cases)
 }

@@ -48,6 +48,29 @@ import TestSupport
         }
     }
 
+    /// A FIFO in place of any of the folder's text files: loading returns at once with an
+    /// error naming it (opening it would wait for a writer forever).
+    @Test(arguments: ["tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json"])
+    func fifoInTheFolderIsAClearError(_ name: String) throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("realign-hf-fifo-\(getpid())-\(name)").path
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let tok = fixturesDir().replacingOccurrences(of: "ModelTests", with: "TokenizerTests") + "/smollm2-digits"
+        for f in ["tokenizer.json", "tokenizer_config.json"] where f != name {
+            try FileManager.default.copyItem(atPath: tok + "/" + f, toPath: dir + "/" + f)
+        }
+        let fifo = dir + "/" + name
+        #expect(mkfifo(fifo, 0o600) == 0)
+        guard let result = within(seconds: 10, { try ChatFormat(hfFolder: dir, vocabSize: 49152) }) else {
+            Issue.record("\(name): still blocked after 10 s")
+            let fd = open(fifo, O_WRONLY | O_NONBLOCK)
+            if fd >= 0 { close(fd) }
+            return
+        }
+        #expect(throws: FormatError(fifo, "a FIFO, not a regular file")) { _ = try result.get() }
+    }
+
     @Test func missingAndMismatchedTensorsAreClearErrors() throws {
         let dir = try HFFolderTests.makeFolder(dtype: .f32, tag: "errors")
         defer { try? FileManager.default.removeItem(atPath: dir) }

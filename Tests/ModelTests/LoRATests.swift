@@ -210,5 +210,76 @@ struct LoRAReference: Decodable {
         try expectError("missing", "does not have") { _ in } weights: { d in
             try rewrite(d) { n, v in (n.replacingOccurrences(of: "layers.3.", with: "layers.7."), st.info(n)!.shape, v) }
         }
+        // Patterns that are not regular expressions, and sizes out of bounds.
+        try expectError("rank-regex", #"rank_pattern key "(" is not a regular expression Realign can match: missing ), unterminated subpattern"#) {
+            $0["rank_pattern"] = .object(JSONObject([("(", .int(2))]))
+        }
+        try expectError("alpha-regex", #"alpha_pattern key "q_proj(?=x)" is not a regular expression Realign can match: lookaround at position 6 is not supported"#) {
+            $0["alpha_pattern"] = .object(JSONObject([("q_proj(?=x)", .int(2))]))
+        }
+        try expectError("target-regex", #"target_modules "(?i).*proj" is not a regular expression Realign can match: the group extension (?i at position 0 is not supported"#) {
+            $0["target_modules"] = .string("(?i).*proj")
+        }
+        try expectError("huge-r", "r is 1099511627776, not an integer in 1...65536") { $0["r"] = .int(1 << 40) }
+        try expectError("zero-r", "r is 0, not an integer in 1...65536") { $0["r"] = .int(0) }
+        try expectError("huge-rank-pattern", "rank_pattern[q_proj] is 1000000000, not an integer in 1...65536") {
+            $0["rank_pattern"] = .object(JSONObject([("q_proj", .int(1_000_000_000))]))
+        }
+        try expectError("huge-alpha", "lora_alpha 1e+300 with r = 4 gives a scale of inf (beyond Float)") { $0["lora_alpha"] = .double(1e300) }
+    }
+
+    /// target_modules and rank_pattern regexes that backtrack exponentially in Python or
+    /// Swift's Regex: matched in linear time, with PEFT's answer (here: no match).
+    @Test func catastrophicPatternsDoNotHang() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("realign-lora-redos-\(getpid())").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let good = fixturesDir() + "/lora/llama-plain"
+        let config = try JSONValue.parseFile(good + "/" + LoRAAdapter.configFileName).object!
+        func adapter(_ name: String, _ edit: (inout JSONObject) -> Void) throws -> String {
+            let d = dir + "/" + name
+            try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+            var c = config
+            edit(&c)
+            try Data(JSONValue.object(c).pretty().utf8).write(to: URL(fileURLWithPath: d + "/" + LoRAAdapter.configFileName))
+            try FileManager.default.copyItem(atPath: good + "/" + LoRAAdapter.weightsFileName, toPath: d + "/" + LoRAAdapter.weightsFileName)
+            return d
+        }
+        let ranks = try adapter("rank") { $0["rank_pattern"] = .object(JSONObject([("([a-z_.0-9]+)+!", .int(2))])) }
+        guard let loaded = within(seconds: 10, { try LoRAAdapter(folder: ranks) }) else { Issue.record("rank_pattern: still matching after 10 s"); return }
+        let a = try loaded.get()
+        #expect(a.modules.count == 28 && a.modules.values.allSatisfy { $0.rank == 4 })
+        let targets = try adapter("targets") { $0["target_modules"] = .string("(([a-z_.0-9])+)+!") }
+        guard let refused = within(seconds: 10, { try LoRAAdapter(folder: targets) }) else { Issue.record("target_modules: still matching after 10 s"); return }
+        #expect(throws: FormatError.self) { _ = try refused.get() }
+        do { _ = try refused.get() } catch let e as FormatError {
+            #expect(e.path == targets + "/" + LoRAAdapter.configFileName && e.problem.hasSuffix("which target_modules does not select"), "\(e)")
+        }
+    }
+
+    /// Finite adapter weights whose merged sum W + s·B·A overflows: the error names the
+    /// adapter file and the tensor, not the base model.
+    @Test func mergeOverflowNamesTheAdapter() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("realign-lora-overflow-\(getpid())").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let good = fixturesDir() + "/lora/llama-plain"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: good + "/" + LoRAAdapter.configFileName, toPath: dir + "/" + LoRAAdapter.configFileName)
+        let st = try SafetensorsFile(path: good + "/" + LoRAAdapter.weightsFileName)
+        // lora_A all 1, lora_B all 3e38: finite, but B·A sums r terms of 3e38.
+        let q0 = "base_model.model.model.layers.0.self_attn.q_proj."
+        try SafetensorsWriter.write(try st.names.map { n in
+            let v = try st.floats(n)
+            let w: [Float] = n == q0 + "lora_A.weight" ? v.map { _ in 1 } : n == q0 + "lora_B.weight" ? v.map { _ in 3e38 } : v
+            return SafetensorsEntry.floats(n, shape: st.info(n)!.shape, as: .f32, w)
+        }, to: dir + "/" + LoRAAdapter.weightsFileName)
+        let adapter = try LoRAAdapter(folder: dir)
+        let baseDir = fixturesDir() + "/tiny-llama"
+        let merged = try LoRAMergedParameters(base: try SafetensorsModel(folder: baseDir), adapter: adapter)
+        let name = "model.layers.0.self_attn.q_proj.weight"
+        let s = adapter.modules[name]!.scale
+        #expect(throws: FormatError(dir + "/" + LoRAAdapter.weightsFileName,
+                                    "merging into \(name): W + \(s)·B·A overflows Float (lora_A/lora_B of model.layers.0.self_attn.q_proj or lora_alpha too large)")) {
+            _ = try ModelWeights.load(config: try ModelConfig(hfConfigAt: baseDir + "/config.json"), from: merged)
+        }
     }
 }

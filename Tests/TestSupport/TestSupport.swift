@@ -22,3 +22,26 @@ public func maxRelativeError(_ a: [Float], _ b: [Float], floor: Float = 1e-6) ->
     for i in 0..<a.count { worst = max(worst, abs(a[i] - b[i]) / max(abs(b[i]), floor)) }
     return worst
 }
+
+private final class Outcome<T>: @unchecked Sendable {
+    var result: Result<T, Error>?
+    let done = DispatchSemaphore(value: 0)
+}
+
+private struct UncheckedSendable<T>: @unchecked Sendable { let value: T }
+
+/// Runs `body` on a thread of its own and returns its result, or nil when it has not
+/// returned within `seconds` (the thread is then left running: a hang must fail a test, not
+/// stall the whole run).
+public func within<T>(seconds: Double, _ body: @escaping () throws -> T) -> Result<T, Error>? {
+    let box = Outcome<T>()
+    let work = UncheckedSendable(value: body)
+    let thread = Thread {
+        box.result = Result { try work.value() }
+        box.done.signal()
+    }
+    thread.stackSize = 8 << 20
+    thread.start()
+    guard box.done.wait(timeout: .now() + seconds) == .success else { return nil }
+    return box.result
+}
