@@ -4,10 +4,7 @@ import Foundation
 /// a truncated, hand-edited or foreign file gives one line naming it and what is wrong,
 /// not a `DecodingError` dump.
 public func readJSONFile<T: Decodable>(_ type: T.Type, _ path: String, what: String) throws -> T {
-    let data: Data
-    do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-        throw FormatError(path, "cannot read \(what)")
-    }
+    let data = try MappedFile.contents(path, maxBytes: FileLimits.jsonBytes)
     do { return try JSONDecoder().decode(T.self, from: data) } catch {
         throw FormatError(path, "not a valid \(what): \(decodingProblem(error))")
     }
