@@ -11,10 +11,15 @@ public struct TaskExample: Equatable, Sendable {
     /// JSON lines with string fields "prompt" and "response" (other fields ignored, blank
     /// lines skipped). Errors name the file and the line.
     public static func readJSONL(_ path: String) throws -> [TaskExample] {
+        try readJSONLWithLines(path).map(\.example)
+    }
+
+    /// `readJSONL` with each example's 1-based line number.
+    public static func readJSONLWithLines(_ path: String) throws -> [(line: Int, example: TaskExample)] {
         try readJSONLines(path).map { (line, obj) in
             guard let p = obj["prompt"] as? String else { throw FormatError(path, "line \(line): no string \"prompt\"") }
             guard let r = obj["response"] as? String else { throw FormatError(path, "line \(line): no string \"response\"") }
-            return TaskExample(prompt: p, response: r)
+            return (line, TaskExample(prompt: p, response: r))
         }
     }
 }
@@ -66,7 +71,7 @@ public func generateAnswers(model: LanguageModel, prompts: [String], maxNewToken
         let batch = Array(prompts[b..<min(b + batchSize, prompts.count)])
         let ids = try batch.map { try model.chat.promptIds($0) }
         let base = tokens
-        let news = model.decoder.generate(prompts: ids, maxNewTokens: maxNewTokens, stopTokens: model.chat.stopTokens) { p in
+        let news = try model.decoder.generate(prompts: ids, maxNewTokens: maxNewTokens, stopTokens: model.chat.stopTokens) { p in
             progress?(AnswerProgress(done: answers.count, total: prompts.count, newTokens: base + p.newTokens,
                                      seconds: Date().timeIntervalSince(start)))
         }

@@ -536,8 +536,9 @@ extension Transformer {
     /// into `grads`. Runs `passSize` prompts per forward/backward pass (a multiple of
     /// `batchSize`; memory grows with it, see `Activations`). Returns the loss.
     /// Also returns the mean last-token state over all prompts (the current direction).
+    /// Non-finite states or loss throw `NonFiniteError`.
     public func directionGradients(prompts: [[Int]], target: [Float], blocks l: Int, batchSize: Int = 8,
-                                   passSize: Int = 32, into grads: [LayerWeights], reusing: Activations? = nil) -> (loss: Double, mean: [Float]) {
+                                   passSize: Int = 32, into grads: [LayerWeights], reusing: Activations? = nil) throws -> (loss: Double, mean: [Float]) {
         precondition(target.count == config.hiddenSize)
         let pass = max(batchSize, passSize / batchSize * batchSize)
         let a = reusing ?? Activations()
@@ -547,6 +548,9 @@ extension Transformer {
         while start < prompts.count {
             let chunk = Array(prompts[start..<min(start + pass, prompts.count)])
             _ = forwardForBackward(tokens: chunk, blocks: l, reusing: a)
+            if !allFinite(a.lastStates, count: chunk.count * config.hiddenSize) {
+                throw nonFiniteError("hidden states", sequences: chunk, blocks: l)
+            }
             for r in 0..<chunk.count { for j in 0..<config.hiddenSize { stateSum[j] += Double(a.lastStates[r * config.hiddenSize + j]) } }
             let dLast = a.buffer("dLast", chunk.count * config.hiddenSize)
             loss += target.withUnsafeBufferPointer {
@@ -556,6 +560,7 @@ extension Transformer {
             backward(a, dLast: dLast, into: grads)
             start += chunk.count
         }
+        if !loss.isFinite { throw NonFiniteError(model: source, what: "recovery loss (finite hidden states: a zero or non-finite target?)", firstAt: nil) }
         return (loss, stateSum.map { Float($0 / Double(max(prompts.count, 1))) })
     }
 }

@@ -28,6 +28,24 @@ public struct FineTuneOptions: Codable, Equatable, Sendable {
     public var maxSteps: Int?
     public var checkpointEvery = 10
     public init() {}
+
+    // Caps on the counts: far above any useful value, low enough that the step arithmetic
+    // (batch × grad-accum, epochs × steps per epoch) stays far from overflow and a typo fails
+    // at once instead of allocating terabytes or running for ever.
+    /// The paper fine-tunes for 1–5 epochs.
+    public static let maxEpochs = 1_000
+    /// Sequences per pass: 1024 of 512 tokens already need tens of GB of activations.
+    public static let maxBatch = 1_024
+    /// An effective batch of 1024 × 4096 sequences is more than any data set here.
+    public static let maxGradAccum = 4_096
+    /// AdamW moves each weight by about lr per step: above 1 a step rewrites the adapter wholesale.
+    public static let maxLearningRate = 1.0
+
+    /// The largest LoRA rank for `targets` of a model: A [r × in] and B [out × r] of rank above
+    /// min(out, in) of an adapted matrix add parameters, not rank.
+    public static func maxRank(_ config: ModelConfig, targets: [LoRATarget]) -> Int {
+        targets.map { min($0.shape(config).out, $0.shape(config).in) }.min() ?? 0
+    }
 }
 
 /// Reads a JSONL file of {"prompt": …, "response": …} objects.
@@ -95,8 +113,17 @@ public final class FineTuneRun {
         lora.initialise(seed: options.seed)
     }
 
-    public var stepsPerEpoch: Int { (examples.count + options.batch * options.gradAccum - 1) / (options.batch * options.gradAccum) }
-    public var totalSteps: Int { options.epochs * stepsPerEpoch }
+    /// Examples per optimiser step (batch × grad-accum; saturates instead of overflowing).
+    var perStep: Int {
+        let (n, overflow) = max(options.batch, 1).multipliedReportingOverflow(by: max(options.gradAccum, 1))
+        return overflow ? Int.max : n
+    }
+    public var stepsPerEpoch: Int { examples.count / perStep + (examples.count % perStep == 0 ? 0 : 1) }
+    /// epochs × steps per epoch, saturating (this module is built without overflow checks).
+    public var totalSteps: Int {
+        let (n, overflow) = max(options.epochs, 1).multipliedReportingOverflow(by: stepsPerEpoch)
+        return overflow ? Int.max : n
+    }
 
     /// The examples of epoch e in training order: a Fisher–Yates shuffle from SplitMix64(seed + 1 + e).
     func order(epoch e: Int) -> [Int] {
@@ -131,7 +158,6 @@ public final class FineTuneRun {
             progress("resumed from \(checkpointPath) at step \(log.count)/\(totalSteps)")
         }
         let lastStep = min(totalSteps, options.maxSteps ?? totalSteps)
-        let perStep = options.batch * options.gradAccum
         let acts = Activations()
         let started = Date()
         var runSeconds = 0.0, runTokens = 0, runFlops = 0.0, runSteps = 0
@@ -151,7 +177,10 @@ public final class FineTuneRun {
                 tokens += acts.tokens
                 flops += t.trainingFlops(acts, lossTokens: r.tokens)
             }
+            // A NaN must stop the run before it reaches the adapter, the log or a checkpoint.
+            if !lossSum.isFinite { throw nonFinite("loss at step \(s + 1)", chosen) }
             let norm = clipGradientNorm(params.map(\.grad), maxNorm: Float(options.maxGradNorm))
+            if !norm.isFinite { throw nonFinite("gradient norm at step \(s + 1)", chosen) }
             let lr = options.schedule.rate(step: s, total: totalSteps, warmup: options.warmupSteps, peak: options.lr)
             opt.update(params.map { ($0.value, $0.grad) }, lr: Float(lr))
             let secs = Date().timeIntervalSince(t0)
@@ -178,6 +207,14 @@ public final class FineTuneRun {
             tokens_per_second: tps, gflops_per_second: runSeconds > 0 ? runFlops / runSeconds / 1e9 : 0, seconds: wall,
             seconds_per_epoch: tps > 0 ? tokensPerEpoch / tps : 0, peak_memory_mb: peakMemoryMB(),
             trainable_parameters: lora.parameterCount)
+    }
+
+    /// The error for a non-finite loss or gradient on `chosen`: where the base model's own forward
+    /// pass overflows, or, when it does not, a diverging run.
+    func nonFinite(_ what: String, _ chosen: [TrainingExample]) -> NonFiniteError {
+        let e = decoder.nonFiniteError(what, sequences: chosen.map(\.ids))
+        if e.firstAt != nil { return e }
+        return NonFiniteError(model: e.model, what: what + " (the model's own activations are finite: the training diverged; try a lower --lr)", firstAt: nil)
     }
 
     // MARK: - files

@@ -48,34 +48,40 @@ public struct GenerationProgress {
 
 extension Transformer {
     /// Generates up to `maxNewTokens` for each prompt (all in one batch), stopping a prompt
-    /// at the first token in `stopTokens` (which is kept, as transformers does). Prompt i
-    /// samples with seed `options.seed + i`, so batching does not change a sample.
+    /// at the first token in `stopTokens` (which is kept, as transformers does), or when prompt
+    /// and new tokens fill the context (as llama.cpp stops). Prompt i samples with seed
+    /// `options.seed + i`, so batching does not change a sample. Non-finite logits (weights that
+    /// overflow fp32) throw `NonFiniteError` instead of sampling token 0.
     public func generate(prompts: [[Int]], maxNewTokens: Int, stopTokens: Set<Int>,
                          options: SamplingOptions = SamplingOptions(),
-                         progress: ((GenerationProgress) -> Void)? = nil) -> [[Int]] {
+                         progress: ((GenerationProgress) -> Void)? = nil) throws -> [[Int]] {
         let b = prompts.count
         guard b > 0 else { return [] }
-        let cache = KVCache(config: config, capacities: prompts.map { $0.count + maxNewTokens })
+        // New tokens per prompt: at most what the context leaves (the cache is that size).
+        let limits = prompts.map { min(max(maxNewTokens, 0), max(config.maxPositions - $0.count, 0)) }
+        let cache = KVCache(config: config, capacities: (0..<b).map { prompts[$0].count + limits[$0] })
         var rngs = (0..<b).map { SplitMix64(seed: options.seed &+ UInt64($0)) }
         var out = Array(repeating: [Int](), count: b)
         let start = Date()
-        var active = Array(0..<b).filter { !prompts[$0].isEmpty }
+        var active = Array(0..<b).filter { !prompts[$0].isEmpty && limits[$0] > 0 }
         var next = prompts
         var produced = 0
         var step = 0
-        while !active.isEmpty && step < maxNewTokens {
+        while !active.isEmpty {
             let logits = forward(tokens: active.map { next[$0] }, sequences: active, cache: cache)
-            var still: [Int] = []
+            var still: [Int] = [], bad: Int? = nil
             logits.withUnsafeBufferPointer { lp in
                 for (i, s) in active.enumerated() {
-                    let tok = sampleToken(lp.baseAddress! + i * config.vocabSize, vocab: config.vocabSize,
-                                          options: options, rng: &rngs[s])
+                    let row = lp.baseAddress! + i * config.vocabSize
+                    guard allFinite(row, count: config.vocabSize) else { bad = s; return }
+                    let tok = sampleToken(row, vocab: config.vocabSize, options: options, rng: &rngs[s])
                     out[s].append(tok)
                     produced += 1
                     next[s] = [tok]
-                    if !stopTokens.contains(tok) && out[s].count < maxNewTokens { still.append(s) }
+                    if !stopTokens.contains(tok) && out[s].count < limits[s] { still.append(s) }
                 }
             }
+            if let s = bad { throw nonFiniteError("logits", sequences: [prompts[s] + out[s]]) }
             active = still
             step += 1
             progress?(GenerationProgress(step: step, active: active.count, newTokens: produced,

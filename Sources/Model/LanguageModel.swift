@@ -8,6 +8,8 @@ import Tokenizer
 public final class ChatFormat {
     public let path: String
     public let vocabSize: Int
+    /// The model's context length (positions): the most tokens a prompt may have.
+    public let contextLength: Int
     public let tokenizer: BPETokenizer
     public let template: ChatTemplate?
     /// Generation stops at any of these: the file's EOS plus the end-of-turn markers of
@@ -16,9 +18,10 @@ public final class ChatFormat {
 
     static let endOfTurnMarkers = ["<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<end_of_turn>", "<|end|>", "<|eom_id|>"]
 
-    public init(path: String, vocabSize: Int, tokenizer: BPETokenizer, templateSource: String?, extraStops: [Int] = []) throws {
+    public init(path: String, vocabSize: Int, contextLength: Int, tokenizer: BPETokenizer, templateSource: String?, extraStops: [Int] = []) throws {
         self.path = path
         self.vocabSize = vocabSize
+        self.contextLength = contextLength
         self.tokenizer = tokenizer
         template = try templateSource.map {
             try ChatTemplate(source: $0, bosToken: tokenizer.bosId.flatMap { tokenizer.tokenText($0) },
@@ -31,14 +34,14 @@ public final class ChatFormat {
     }
 
     /// From GGUF metadata (`tokenizer.ggml.*`, `tokenizer.chat_template`).
-    public convenience init(gguf g: GGUFFile, vocabSize: Int) throws {
-        try self.init(path: g.path, vocabSize: vocabSize, tokenizer: try BPETokenizer.fromGGUF(g),
+    public convenience init(gguf g: GGUFFile, config: ModelConfig) throws {
+        try self.init(path: g.path, vocabSize: config.vocabSize, contextLength: config.maxPositions, tokenizer: try BPETokenizer.fromGGUF(g),
                       templateSource: g.metadata["tokenizer.chat_template"]?.stringValue)
     }
 
     /// From an HF folder: `tokenizer.json`, the chat template of `tokenizer_config.json`
     /// (or `chat_template.jinja`), and the EOS ids of `generation_config.json`.
-    public convenience init(hfFolder dir: String, vocabSize: Int) throws {
+    public convenience init(hfFolder dir: String, config: ModelConfig) throws {
         let tokenizer = try BPETokenizer.fromTokenizerJSON(path: dir + "/tokenizer.json")
         var template: String? = nil
         let configPath = dir + "/tokenizer_config.json"
@@ -65,17 +68,18 @@ public final class ChatFormat {
             default: break
             }
         }
-        try self.init(path: dir, vocabSize: vocabSize, tokenizer: tokenizer, templateSource: template, extraStops: stops)
+        try self.init(path: dir, vocabSize: config.vocabSize, contextLength: config.maxPositions, tokenizer: tokenizer,
+                      templateSource: template, extraStops: stops)
     }
 
     /// Loads MODEL's text side: a GGUF path, or an embedded model's short name.
     public static func load(_ spec: String, log: @escaping (String) -> Void = stderrLine) throws -> ChatFormat {
         let path = try ModelStore.resolve(spec, log: log)
         if isDirectory(path) {
-            return try ChatFormat(hfFolder: path, vocabSize: try ModelConfig(hfConfigAt: path + "/config.json").vocabSize)
+            return try ChatFormat(hfFolder: path, config: try ModelConfig(hfConfigAt: path + "/config.json"))
         }
         let g = try GGUFFile(path: path)
-        return try ChatFormat(gguf: g, vocabSize: try g.modelConfig().vocabSize)
+        return try ChatFormat(gguf: g, config: try g.modelConfig())
     }
 
     /// Renders one user message (and an optional system message) with the chat template,
@@ -88,10 +92,12 @@ public final class ChatFormat {
         return try t.render(messages: messages, addGenerationPrompt: true)
     }
 
-    /// Token ids of a prompt: chat-rendered unless `raw`.
+    /// Token ids of a prompt: chat-rendered unless `raw`. Every prompt the model runs comes
+    /// through here: one longer than the context is refused.
     public func promptIds(_ text: String, system: String? = nil, raw: Bool = false) throws -> [Int] {
         let ids = tokenizer.encode(raw ? text : try chatPrompt(text, system: system))
         guard !ids.isEmpty else { throw FormatError(path, "the prompt is empty after tokenisation") }
+        guard ids.count <= contextLength else { throw PromptTooLongError(model: path, tokens: ids.count, limit: contextLength) }
         guard ids.allSatisfy({ $0 >= 0 && $0 < vocabSize }) else {
             throw FormatError(path, "the tokenizer produced ids outside the model's vocabulary (\(vocabSize))")
         }
@@ -103,6 +109,22 @@ public final class ChatFormat {
         var ids = ids
         if let l = ids.last, stopTokens.contains(l) { ids.removeLast() }
         return tokenizer.decode(ids)
+    }
+}
+
+/// A prompt with more tokens than the model's context: positions past it were never trained,
+/// and attention memory grows with the square of the length.
+public struct PromptTooLongError: Error, CustomStringConvertible, Equatable {
+    public let model: String
+    public let tokens: Int
+    public let limit: Int
+    /// "FILE:LINE" of the prompt, when it came from a file.
+    public var location: String?
+    public init(model: String, tokens: Int, limit: Int, location: String? = nil) {
+        self.model = model; self.tokens = tokens; self.limit = limit; self.location = location
+    }
+    public var description: String {
+        (location.map { $0 + ": " } ?? "") + "the prompt has \(tokens) tokens, more than the context length of \(model) (\(limit) tokens)"
     }
 }
 
@@ -136,18 +158,18 @@ public final class LanguageModel {
         if isDirectory(path) {
             let config = try ModelConfig(hfConfigAt: path + "/config.json")
             note(config)
-            let chat = try ChatFormat(hfFolder: path, vocabSize: config.vocabSize)
+            let chat = try ChatFormat(hfFolder: path, config: config)
             let weights = try ModelWeights.load(config: config, from: try parameters(try SafetensorsModel(folder: path), config), blocks: blocks)
-            return LanguageModel(path: path, decoder: Transformer(weights: weights), chat: chat)
+            return LanguageModel(path: path, decoder: Transformer(weights: weights, source: path), chat: chat)
         }
         let g = try GGUFFile(path: path)
         let config = try g.modelConfig()
         note(config)
-        let chat = try ChatFormat(gguf: g, vocabSize: config.vocabSize)
+        let chat = try ChatFormat(gguf: g, config: config)
         let weights = try ModelWeights.load(config: config, from: try parameters(g, config), blocks: blocks)
         // The quantised blocks are the base's: with an adapter, decoding runs on the merged fp32 weights.
         let quantized = lora == nil && weights.isComplete ? try QuantizedWeights.from(g, config: config) : nil
-        return LanguageModel(path: path, decoder: Transformer(weights: weights, quantized: quantized), chat: chat)
+        return LanguageModel(path: path, decoder: Transformer(weights: weights, quantized: quantized, source: path), chat: chat)
     }
 }
 

@@ -15,7 +15,7 @@ extension Transformer {
     /// `lastTokenStates` layer-major: [prompts × hidden], the last-token states at
     /// hidden-state index `layer`, with blocks from `block` (`weights` needs only the embedding).
     public func streamedLastTokenStates(_ prompts: [[Int]], layer: Int, batchSize: Int = 16,
-                                        block: (Int) throws -> LayerWeights) rethrows -> [Float] {
+                                        block: (Int) throws -> LayerWeights) throws -> [Float] {
         let c = config, H = c.hiddenSize
         let batches = stride(from: 0, to: prompts.count, by: max(batchSize, 1)).map { Array(prompts[$0..<min($0 + batchSize, prompts.count)]) }
         let x = batches.map { embedded($0) }                     // residual stream of each batch [n × H]
@@ -30,6 +30,7 @@ extension Transformer {
                 withExtendedLifetime((keys, values)) {
                     forwardBlock(l, w, nil, x: x[b].ptr, step, past: counts.map { _ in 0 }, keys: keys.map(\.ptr), values: values.map(\.ptr))
                 }
+                try checkFinite(x[b], after: l)
             }
         }
         var out = [Float](repeating: 0, count: prompts.count * H)
@@ -47,7 +48,7 @@ extension Transformer {
 
     /// `meanLastTokenState` layer-major (see `streamedLastTokenStates`).
     public func streamedMeanLastTokenState(_ prompts: [[Int]], layer: Int, batchSize: Int = 16,
-                                           block: (Int) throws -> LayerWeights) rethrows -> [Float] {
+                                           block: (Int) throws -> LayerWeights) throws -> [Float] {
         meanOfRows(try streamedLastTokenStates(prompts, layer: layer, batchSize: batchSize, block: block), width: config.hiddenSize)
     }
 
@@ -78,6 +79,7 @@ extension Transformer {
                 s.xIn = inputs[p][b].ptr
                 let out = b + 1 < l ? FloatBuffer(count: a.tokens * H, zeroed: false) : last[p]
                 blockForward(b, s, out: out.ptr, a, block: w)
+                try checkFinite(out, after: b)
                 if b + 1 < l { inputs[p].append(out) }
             }
         }
@@ -91,6 +93,7 @@ extension Transformer {
                 directionLoss(dx[p].ptr, states: last[p].ptr, count: seqs.count, hidden: H, target: $0.baseAddress!, batchSize: batchSize)
             }
         }
+        if !loss.isFinite { throw NonFiniteError(model: source, what: "recovery loss (finite hidden states: a zero or non-finite target?)", firstAt: nil) }
         let g = LayerWeights.zeros(config: c)
         for b in (0..<l).reversed() {
             let w = try block(b)
@@ -106,6 +109,12 @@ extension Transformer {
             try gradient(b, w, g)
         }
         return (loss, stateSum.map { Float($0 / Double(max(prompts.count, 1))) })
+    }
+
+    /// Layer-major passes check every block's output (n·H additions per block, next to its
+    /// matrix products): there the layer is known without a second pass.
+    func checkFinite(_ x: FloatBuffer, after block: Int) throws {
+        if !allFinite(x.ptr, count: x.count) { throw NonFiniteError(model: source, what: "hidden states", firstAt: "layer \(block)") }
     }
 
     /// Embedding rows of the packed sequences [n × H], in a buffer of their own.

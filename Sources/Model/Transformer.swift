@@ -17,8 +17,15 @@ public final class KVCache {
         kvDim = config.kvDim
         capacity = capacities
         lengths = Array(repeating: 0, count: capacities.count)
-        keys = (0..<layers).map { _ in capacities.map { FloatBuffer(count: max($0, 1) * config.kvDim, zeroed: false) } }
-        values = (0..<layers).map { _ in capacities.map { FloatBuffer(count: max($0, 1) * config.kvDim, zeroed: false) } }
+        // Callers bound capacities by the context length; a size that still overflows must stop
+        // here, not allocate a wrapped-around buffer (this module is built without overflow checks).
+        let counts = capacities.map { c -> Int in
+            let (n, overflow) = max(c, 1).multipliedReportingOverflow(by: config.kvDim)
+            if c < 0 || overflow || n > Int.max / 4 { fatalError("KV cache of \(c) positions × \(config.kvDim) overflows") }
+            return n
+        }
+        keys = (0..<layers).map { _ in counts.map { FloatBuffer(count: $0, zeroed: false) } }
+        values = (0..<layers).map { _ in counts.map { FloatBuffer(count: $0, zeroed: false) } }
     }
 
     /// Bytes held.
@@ -47,9 +54,12 @@ public final class Transformer {
     /// LoRA adapters applied by the training passes (`forwardForBackward`/`backward`, see
     /// LoRA.swift); `forward` (generation) ignores them: merge an adapter to generate with it.
     public var lora: LoRA?
+    /// The model file the weights came from, named by errors (non-finite activations).
+    public var source: String
 
-    public init(weights: ModelWeights, quantized: QuantizedWeights? = nil) {
+    public init(weights: ModelWeights, quantized: QuantizedWeights? = nil, source: String = "the model") {
         self.weights = weights
+        self.source = source
         config = weights.config
         rope = RopeTable(invFreq: Transformer.ropeInverseFrequencies(weights.config), scale: weights.config.ropeScaling?.attentionFactor ?? 1,
                          maxPositions: 256)
@@ -76,6 +86,13 @@ public final class Transformer {
     @discardableResult
     public func forward(tokens: [[Int]], sequences: [Int], cache: KVCache, blocks: Int? = nil,
                         logits: Bool = true, tap: HiddenTap? = nil) -> [Float] {
+        forward(tokens: tokens, sequences: sequences, cache: cache, blocks: blocks, logits: logits, tap: tap, blockOutput: nil)
+    }
+
+    /// `forward`, calling `blockOutput(l, x)` with the residual stream x [tokens × hidden] after
+    /// every block l, the last one included (`tap` sees the final norm's output there).
+    func forward(tokens: [[Int]], sequences: [Int], cache: KVCache, blocks: Int?, logits: Bool, tap: HiddenTap?,
+                 blockOutput: ((Int, UnsafePointer<Float>) -> Void)?) -> [Float] {
         let c = config, H = c.hiddenSize
         precondition(blocks != nil || weights.isComplete, "a model loaded with only its first blocks runs only those")
         let nBlocks = min(blocks ?? c.numLayers, weights.layers.count)
@@ -85,7 +102,8 @@ public final class Transformer {
         if n == 0 { return [] }
         var maxPos = 0
         for (i, s) in sequences.enumerated() {
-            precondition(cache.lengths[s] + tokens[i].count <= cache.capacity[s], "KV cache too small")
+            // (A precondition would be compiled out here, and the cache written past its end.)
+            if cache.lengths[s] + tokens[i].count > cache.capacity[s] { fatalError("KV cache too small") }
             maxPos = max(maxPos, cache.lengths[s] + tokens[i].count)
         }
         rope.ensure(maxPos)
@@ -102,6 +120,7 @@ public final class Transformer {
             forwardBlock(l, weights.layers[l], quantized?.layers[l], x: x.ptr, step, past: sequences.map { cache.lengths[$0] },
                          keys: sequences.map { cache.keys[l][$0].ptr }, values: sequences.map { cache.values[l][$0].ptr })
             if l + 1 < c.numLayers { tap?(l + 1, x.ptr) }
+            blockOutput?(l, x.ptr)
         }
         for (i, s) in sequences.enumerated() { cache.lengths[s] += tokens[i].count }
         guard nBlocks == c.numLayers else { return [] }

@@ -54,9 +54,10 @@ extension Transformer {
     /// adds no padding, so a prompt's state does not depend on its batch.
     public func lastTokenStates(_ prompts: [[Int]], layer: Int, batchSize: Int = 16,
                                 progress: ((Int) -> Void)? = nil) -> [Float] {
+        precondition(batchSize > 0, "a batch of 0 prompts would leave every state 0")
         let H = config.hiddenSize
         var out = [Float](repeating: 0, count: prompts.count * H)
-        for start in stride(from: 0, to: prompts.count, by: max(batchSize, 1)) {
+        for start in stride(from: 0, to: prompts.count, by: batchSize) {
             let batch = Array(prompts[start..<min(start + batchSize, prompts.count)])
             var lastRow: [Int] = [], r = 0
             for p in batch { r += p.count; lastRow.append(r - 1) }

@@ -335,7 +335,9 @@ public final class RecoveryRun {
             }
             let ids = try options.prompts.map { try a.chat.promptIds($0) }
             log("aligned direction: layer \(layer), \(ids.count) prompts")
-            return a.decoder.meanLastTokenState(ids, layer: layer, batchSize: options.passSize)
+            let mean = a.decoder.meanLastTokenState(ids, layer: layer, batchSize: options.passSize)
+            guard allFinite(mean) else { throw a.decoder.nonFiniteError("hidden states", sequences: ids, blocks: layer) }
+            return mean
         }()
         log(String(format: "aligned direction done in %.1f s", Date().timeIntervalSince(t0)))
 
@@ -408,7 +410,7 @@ public final class RecoveryRun {
             let before = patch
             for g in grads { g.zero() }
             var t = Date()
-            let (loss, mean) = f.decoder.directionGradients(prompts: ids, target: target, blocks: layer,
+            let (loss, mean) = try f.decoder.directionGradients(prompts: ids, target: target, blocks: layer,
                                                             batchSize: options.batchSize, passSize: options.passSize,
                                                             into: grads, reusing: acts)
             precondition(mean.count == H)
@@ -429,7 +431,7 @@ public final class RecoveryRun {
             if phase == "rollback" {
                 t = Date()
                 for g in grads { g.zero() }
-                _ = f.decoder.directionGradients(prompts: benignIds, target: benignTarget, blocks: layer,
+                _ = try f.decoder.directionGradients(prompts: benignIds, target: benignTarget, blocks: layer,
                                                  batchSize: options.batchSize, passSize: options.passSize, into: grads, reusing: acts)
                 let restoredHere = Dictionary(uniqueKeysWithValues: sel.restores.map { ($0.name, $0.indices) })
                 let within = tensors.map { restoredHere[$0.name] ?? [] }

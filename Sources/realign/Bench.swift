@@ -3,17 +3,35 @@ import Foundation
 import Model
 import Tensor
 
-struct Bench: ParsableCommand {
+struct Bench: CheckedCommand {
     static let configuration = CommandConfiguration(
         abstract: "Prefill and decode speed, and peak memory.",
         discussion: "Prefill: a batch of prompts in one forward pass. Decode: new tokens per second at batch 1 and 16 (no stop tokens), after the prompt.")
 
     @Argument(help: "GGUF file, HF folder or embedded model name.") var model: String
-    @Option(help: "Prompts in the prefill batch.") var prefillBatch = 16
-    @Option(help: "Tokens per prefill prompt.") var prefillTokens = 128
-    @Option(help: "New tokens per decode measurement.") var decodeTokens = 32
-    @Option(help: "Repetitions (the best is reported).") var repeats = 3
+    @Option(parsing: .unconditional, help: "Prompts in the prefill batch.") var prefillBatch = 16
+    @Option(parsing: .unconditional, help: "Tokens per prefill prompt (at most the model's context).") var prefillTokens = 128
+    @Option(parsing: .unconditional, help: "New tokens per decode measurement (after a \(Bench.decodePromptTokens)-token prompt, within the context).") var decodeTokens = 32
+    @Option(parsing: .unconditional, help: "Repetitions (the best is reported; at most \(Bench.maxRepeats)).") var repeats = 3
     @Flag(help: "Print JSON.") var json = false
+
+    /// Prompt tokens before a decode measurement.
+    static let decodePromptTokens = 32
+    /// Prefill tokens of a batch (prompts × tokens): 32× the default 16 × 128; the activations
+    /// of a batch that size already take several GB for a 0.5B model.
+    static let maxPrefillTokens = 65_536
+    /// Each repetition runs every measurement again (minutes for a large model).
+    static let maxRepeats = 100
+
+    func check() throws {
+        guard (1...Bench.maxPrefillTokens).contains(prefillBatch) else { throw outOfRange("--prefill-batch", prefillBatch, "in 1...\(Bench.maxPrefillTokens)") }
+        guard prefillTokens >= 1 else { throw outOfRange("--prefill-tokens", prefillTokens, "at least 1") }
+        guard prefillTokens <= Bench.maxPrefillTokens / prefillBatch else {
+            throw ValidationError("--prefill-batch × --prefill-tokens must be at most \(Bench.maxPrefillTokens), not \(prefillBatch) × \(prefillTokens)")
+        }
+        guard decodeTokens >= 1 else { throw outOfRange("--decode-tokens", decodeTokens, "at least 1") }
+        guard (1...Bench.maxRepeats).contains(repeats) else { throw outOfRange("--repeats", repeats, "in 1...\(Bench.maxRepeats)") }
+    }
 
     struct Report: Encodable {
         let model: String
@@ -37,6 +55,12 @@ struct Bench: ParsableCommand {
         let m = try LanguageModel.load(model)
         let load = Date().timeIntervalSince(t0)
         let c = m.config
+        guard prefillTokens <= c.maxPositions else {
+            throw ValidationError("--prefill-tokens \(prefillTokens) is more than the context length of \(m.path) (\(c.maxPositions) tokens)")
+        }
+        guard decodeTokens < c.maxPositions - Bench.decodePromptTokens else {
+            throw ValidationError("--decode-tokens \(decodeTokens) do not fit the context length of \(m.path) (\(c.maxPositions) tokens) after a \(Bench.decodePromptTokens)-token prompt")
+        }
         // Deterministic prompts of real text: the chat template of varied requests, cut to length.
         let base = try m.chat.promptIds("Write a detailed essay about the history of computing, from the abacus to modern GPUs, with examples and dates.")
         func prompt(_ i: Int, _ n: Int) -> [Int] { (0..<n).map { base[($0 + i) % base.count] } }
@@ -54,12 +78,12 @@ struct Bench: ParsableCommand {
         let attention = 2.0 * 2.0 * Double(c.numLayers * c.numHeads * c.headDim) * Double(prefillTokens * prefillTokens) / 2 * Double(prefillBatch)
         let flops = perToken * Double(n) + attention + 2.0 * Double(prefillBatch * c.vocabSize * c.hiddenSize)
 
-        func decodeRate(_ b: Int) -> Double {
+        func decodeRate(_ b: Int) throws -> Double {
             var bestRate = 0.0
             for _ in 0..<repeats {
-                let prompts = (0..<b).map { prompt($0, 32) }
+                let prompts = (0..<b).map { prompt($0, Bench.decodePromptTokens) }
                 var first: Double? = nil, firstTokens = 0
-                _ = m.decoder.generate(prompts: prompts, maxNewTokens: decodeTokens + 1, stopTokens: []) { p in
+                _ = try m.decoder.generate(prompts: prompts, maxNewTokens: decodeTokens + 1, stopTokens: []) { p in
                     // Step 1 is the prompt's forward pass: time from after it.
                     if p.step == 1 { first = p.seconds; firstTokens = p.newTokens }
                     if p.active == 0, let f = first {
@@ -69,7 +93,7 @@ struct Bench: ParsableCommand {
             }
             return bestRate
         }
-        let d1 = decodeRate(1), d16 = decodeRate(16)
+        let d1 = try decodeRate(1), d16 = try decodeRate(16)
         let roof = sgemmRate(repeats: repeats), openblasRoof = sgemmRate(repeats: repeats, openblas: true)
         // The prefill's products (n tokens) and the backward's, through `gemm` and through OpenBLAS.
         let H = c.hiddenSize, I = c.intermediateSize

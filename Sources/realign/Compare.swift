@@ -3,16 +3,19 @@ import Foundation
 import Model
 import Recovery
 
-struct Compare: ParsableCommand {
+struct Compare: CheckedCommand {
     static let configuration = CommandConfiguration(
         abstract: "Cosine similarities between directions (files from `realign direction`, or models: their direction is computed).")
 
     @Argument(help: "Direction files or models (GGUF, HF folder, embedded name).") var items: [String]
     @Option(help: "Prompts for models given instead of direction files (default: the built-in recovery set).") var prompts: String?
-    @Option(help: "Hidden-state index for models (default: that of the first direction file, else ⌊2/3 · layers⌋).") var layer: Int?
+    @Option(parsing: .unconditional, help: "Hidden-state index for models (default: that of the first direction file, else ⌊2/3 · layers⌋).") var layer: Int?
     @Flag(help: "Print JSON: {\"names\": [...], \"cosine\": [[...]]}.") var json = false
 
-    func validate() throws { if items.count < 2 { throw ValidationError("give at least two directions or models") } }
+    func check() throws {
+        if items.count < 2 { throw ValidationError("give at least two directions or models") }
+        if let layer, layer < 0 { throw outOfRange("--layer", layer, "a hidden-state index ≥ 0") }
+    }
 
     func run() throws {
         var dirs: [Recovery.Direction?] = items.map { try? Recovery.Direction.read($0) }
@@ -21,8 +24,11 @@ struct Compare: ParsableCommand {
         for (i, item) in items.enumerated() where dirs[i] == nil {
             let m = try LanguageModel.load(item)
             let l = fixedLayer ?? Recovery.Direction.defaultLayer(layers: m.config.numLayers)
+            guard (0...m.config.numLayers).contains(l) else { throw ValidationError("--layer must be in 0...\(m.config.numLayers) for \(m.path), not \(l)") }
             let ids = try texts.map { try m.chat.promptIds($0) }
-            dirs[i] = Recovery.Direction(values: m.decoder.meanLastTokenState(ids, layer: l), layer: l, prompts: ids.count, model: m.path)
+            let mean = m.decoder.meanLastTokenState(ids, layer: l)
+            guard allFinite(mean) else { throw m.decoder.nonFiniteError("hidden states", sequences: ids, blocks: l) }
+            dirs[i] = Recovery.Direction(values: mean, layer: l, prompts: ids.count, model: m.path)
         }
         let ds = dirs.map { $0! }
         for d in ds where d.values.count != ds[0].values.count {

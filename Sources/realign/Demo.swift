@@ -8,7 +8,7 @@ import Report
 
 /// `realign demo`: the paper's Scenario I (or, with `--scenario task`, II) end to end —
 /// evaluate the aligned model, attack it with a LoRA fine-tune, evaluate, recover, evaluate, report.
-struct Demo: ParsableCommand {
+struct Demo: CheckedCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the paper's story end to end (evaluate, attack, evaluate, recover, evaluate) and write report.html and report.json.",
         discussion: """
@@ -41,17 +41,17 @@ struct Demo: ParsableCommand {
     @Option(help: "Harmful prompt/response pairs of the attack (JSONL; default: built-in BeaverTails train_100).") var attackData: String?
     @Option(help: "Held-out harmful prompts (default: built-in CatQA 110).") var harmfulEval: String?
     @Flag(help: "Small subsets and few rounds (a plumbing check, not results).") var quick = false
-    @Option(help: "Harmful prompts evaluated (default 100; --quick 16).") var harmfulPrompts: Int?
-    @Option(help: "Benign prompts evaluated (default 64; --quick 16).") var benignPrompts: Int?
-    @Option(help: "Prompts of the second, larger benign set evaluated (built-in self-instruct, Vicuna and MT-bench requests; default 128, --scenario task 256; --quick 16).") var generalPrompts: Int?
-    @Option(help: "SQL test examples evaluated (default 50; --quick 8).") var taskPrompts: Int?
-    @Option(help: "Most new tokens per answer (default 128; --quick 32).") var maxTokens: Int?
-    @Option(help: "Attack pairs used (default: all; --quick 16).") var attackPairs: Int?
-    @Option(help: "Scenario II: SQL training pairs in the attack (default 800; --quick 32).") var sqlPairs: Int?
-    @Option(help: "Recovery rounds (default 20; --quick 2).") var rounds: Int?
-    @Option(help: "Share of eligible weights restored per round.") var rate = 0.002
-    @Option(help: "Direction layer (default ⌊5/6 · layers⌋, 20 of Qwen 0.5B's 24: chosen on validation prompts, see docs/demo.md; the paper's is ⌊2/3 · layers⌋).") var layer: Int?
-    @Option(help: "Recovery prompts, the first N of the built-in Do-Not-Answer 256 (default 64; --quick 16).") var recoveryPrompts: Int?
+    @Option(parsing: .unconditional, help: "Harmful prompts evaluated (default 100; --quick 16).") var harmfulPrompts: Int?
+    @Option(parsing: .unconditional, help: "Benign prompts evaluated (default 64; --quick 16).") var benignPrompts: Int?
+    @Option(parsing: .unconditional, help: "Prompts of the second, larger benign set evaluated (built-in self-instruct, Vicuna and MT-bench requests; default 128, --scenario task 256; --quick 16).") var generalPrompts: Int?
+    @Option(parsing: .unconditional, help: "SQL test examples evaluated (default 50; --quick 8).") var taskPrompts: Int?
+    @Option(parsing: .unconditional, help: "Most new tokens per answer (default 128; --quick 32).") var maxTokens: Int?
+    @Option(parsing: .unconditional, help: "Attack pairs used (default: all; --quick 16).") var attackPairs: Int?
+    @Option(parsing: .unconditional, help: "Scenario II: SQL training pairs in the attack (default 800; --quick 32).") var sqlPairs: Int?
+    @Option(parsing: .unconditional, help: "Recovery rounds (default 20; --quick 2).") var rounds: Int?
+    @Option(parsing: .unconditional, help: "Share of eligible weights restored per round.") var rate = 0.002
+    @Option(parsing: .unconditional, help: "Direction layer (default ⌊5/6 · layers⌋, 20 of Qwen 0.5B's 24: chosen on validation prompts, see docs/demo.md; the paper's is ⌊2/3 · layers⌋).") var layer: Int?
+    @Option(parsing: .unconditional, help: "Recovery prompts, the first N of the built-in Do-Not-Answer 256 (default 64; --quick 16).") var recoveryPrompts: Int?
     @Flag(inversion: .prefixedNo, help: "Refusal check during recovery, on validation prompts the report does not use (built-in validation CatQA 100 and benign128[64..<128]; --quick 16 + 16): the output is the round closest to the aligned model's refusals, and a round within 3 points of its harmful rate ends the recovery.")
     var refusalCheck = true
 
@@ -118,13 +118,14 @@ struct Demo: ParsableCommand {
     /// (test[150..<200], --quick test[192..<200]), so the reported score is not selected on.
     var taskCheckExamples: [TaskExample] { Array(DataSets.sqlTest200[(quick ? 192 : 150)...]) }
 
-    func validate() throws {
+    func check() throws {
         for (name, v) in [("--harmful-prompts", harmfulPrompts), ("--benign-prompts", benignPrompts), ("--general-prompts", generalPrompts), ("--task-prompts", taskPrompts),
                           ("--max-tokens", maxTokens), ("--attack-pairs", attackPairs), ("--rounds", rounds), ("--recovery-prompts", recoveryPrompts),
                           ("--sql-pairs", sqlPairs)] {
             if let v, v < 1 { throw ValidationError("\(name) must be at least 1") }
         }
         guard rate > 0, rate <= 1 else { throw ValidationError("--rate must be in (0, 1]") }
+        if let layer, layer < 1 { throw outOfRange("--layer", layer, "at least 1 (a block's output)") }
         if refusalCheck, let b = benignPrompts, b > DataSets.benign128.count - refusalCheckSets.benign.count {
             throw ValidationError("--benign-prompts must be at most \(DataSets.benign128.count - refusalCheckSets.benign.count) with the refusal check (the rest of the benign set is its validation set), or use --no-refusal-check")
         }
@@ -142,6 +143,9 @@ struct Demo: ParsableCommand {
     func run() throws {
         let alignedPath = try ModelStore.resolve(model)
         let config = try modelConfig(of: alignedPath)
+        if let layer, layer >= config.numLayers {   // (the recovery stage would find it only after the attack)
+            throw ValidationError("--layer must be in 1...\(config.numLayers - 1) for \(alignedPath) (a block output before the final norm), not \(layer)")
+        }
         let s = settings(layers: config.numLayers)
         let fm = FileManager.default
         try fm.createDirectory(atPath: out, withIntermediateDirectories: true)
@@ -185,10 +189,11 @@ struct Demo: ParsableCommand {
         // Every round is counted: the refusal check usually ends the recovery sooner.
         let evalTokens = Double(harmful.count + benign.count + general.count) * Double(s.max_tokens) * 0.8 + Double(task.count) * 40
         let scale = Double(config.numLayers * config.hiddenSize) / Double(24 * 896)   // Qwen 0.5B = 1
-        let taskCheckSeconds = taskCheck == nil ? 0 : Double(s.rounds - min(ro.warmupRounds, s.rounds) + 2) * Double(taskCheckExamples.count) * 1.3
-        let checkSeconds = check == nil ? 0 : Double(s.rounds + 2) * Double(refusalCheckSets.harmful.count + refusalCheckSets.benign.count) * 0.6
+        let plannedRounds = Double(s.rounds)   // (in Double: any --rounds adds up without overflow)
+        let taskCheckSeconds = taskCheck == nil ? 0 : (plannedRounds - Double(min(ro.warmupRounds, s.rounds)) + 2) * Double(taskCheckExamples.count) * 1.3
+        let checkSeconds = check == nil ? 0 : (plannedRounds + 2) * Double(refusalCheckSets.harmful.count + refusalCheckSets.benign.count) * 0.6
         let estimate = scale * (3 * evalTokens / 50 + Double(harmfulPairs.count) * 1.9 + Double(sqlPairs.count) * 1.4
-                                + Double(s.rounds) * (Double(s.recovery_prompts) * 0.5 + 2) + taskCheckSeconds + checkSeconds + 240)
+                                + plannedRounds * (Double(s.recovery_prompts) * 0.5 + 2) + taskCheckSeconds + checkSeconds + 240)
         let scenarioName = scenario == .task ? "II (SQL task)" : "I"
         stderrLine("demo: Scenario \(scenarioName) on \(model) → \(out)\(quick ? " (--quick: small subsets, a plumbing check)" : "")")
         stderrLine("demo: 5 stages: aligned eval (\(harmful.count) harmful, \(benign.count) + \(general.count) benign, \(task.count) SQL prompts, ≤\(s.max_tokens) tokens), "

@@ -3,7 +3,7 @@ import Foundation
 import Model
 import Recovery
 
-struct DirectionCommand: ParsableCommand {
+struct DirectionCommand: CheckedCommand {
     static let configuration = CommandConfiguration(
         commandName: "direction",
         abstract: "Save a model's harmful direction: the mean last-prompt-token hidden state at one layer.",
@@ -17,21 +17,27 @@ struct DirectionCommand: ParsableCommand {
     @Argument(help: "GGUF file, HF folder or embedded model name.") var model: String
     @Option(help: "A PEFT LoRA adapter folder to merge into MODEL (fp32).") var adapter: String?
     @Option(help: "Prompt file (one per line or JSON lines with \"prompt\"); default: the built-in 256 Do-Not-Answer prompts.") var prompts: String?
-    @Option(help: "Hidden-state index (default ⌊2/3 · layers⌋).") var layer: Int?
-    @Option(help: "Prompts per batch.") var batchSize = 16
+    @Option(parsing: .unconditional, help: "Hidden-state index (default ⌊2/3 · layers⌋).") var layer: Int?
+    @Option(parsing: .unconditional, help: "Prompts per batch.") var batchSize = 16
     @Option(help: "Where to write the direction (.safetensors).") var out: String
     @Flag(help: "Print a JSON summary.") var json = false
+
+    func check() throws {
+        guard batchSize >= 1 else { throw outOfRange("--batch-size", batchSize, "at least 1") }
+        if let layer, layer < 0 { throw outOfRange("--layer", layer, "a hidden-state index ≥ 0") }
+    }
 
     func run() throws {
         let m = try LanguageModel.load(model, adapter: adapter)
         let l = layer ?? Recovery.Direction.defaultLayer(layers: m.config.numLayers)
         guard l >= 0, l <= m.config.numLayers else { throw ValidationError("--layer must be in 0...\(m.config.numLayers)") }
-        let texts = try prompts.map(readPrompts) ?? RecoverySet.doNotAnswer256
-        let ids = try texts.map { try m.chat.promptIds($0) }
+        let ids = try prompts.map { try promptIds(try readPromptLines($0), of: $0, chat: m.chat) }
+            ?? RecoverySet.doNotAnswer256.map { try m.chat.promptIds($0) }
         let start = Date()
         let mean = m.decoder.meanLastTokenState(ids, layer: l, batchSize: batchSize) { done in
             progressLine("direction: \(done)/\(ids.count) prompts, \(String(format: "%.1f", Date().timeIntervalSince(start))) s", final: done == ids.count)
         }
+        guard allFinite(mean) else { throw m.decoder.nonFiniteError("hidden states", sequences: ids, blocks: l) }
         let d = Recovery.Direction(values: mean, layer: l, prompts: ids.count, model: m.path)
         try d.write(to: out)
         let norm = mean.reduce(0) { $0 + Double($1) * Double($1) }.squareRoot()

@@ -4,7 +4,7 @@ import Evaluation
 import Formats
 import Model
 
-struct Eval: ParsableCommand {
+struct Eval: CheckedCommand {
     static let configuration = CommandConfiguration(
         abstract: "Harmful rate, benign refusal rate and task score of a model (greedy answers, judged).",
         discussion: """
@@ -19,18 +19,19 @@ struct Eval: ParsableCommand {
     @Option(help: "Benign prompts, same format (default: built-in 128).") var benign: String?
     @Option(help: "Task examples: JSON lines with \"prompt\" and \"response\".") var task: String?
     @Option(help: "Task metric: exact, f1, rouge1, rougeL.") var metric = "exact"
-    @Option(help: "Most new tokens per answer.") var maxTokens = 128
-    @Option(help: "Prompts per batch (64: on 2 cores, twice the answers per second of 16, the same answers).") var batch = 64
-    @Option(help: "Use only the first N prompts of each set.") var limit: Int?
+    @Option(parsing: .unconditional, help: "Most new tokens per answer (an answer also stops when it fills the model's context).") var maxTokens = 128
+    @Option(parsing: .unconditional, help: "Prompts per batch (64: on 2 cores, twice the answers per second of 16, the same answers).") var batch = 64
+    @Option(parsing: .unconditional, help: "Use only the first N prompts of each set.") var limit: Int?
     @Flag(help: "Skip the harmful and benign sets (task score only).") var noSafety = false
     @Option(help: "Write one JSON line per prompt (prompt, response, set, harmful, refused, degenerate, score).") var outputs: String?
     @Option(help: judgeHelp) var judge: String?
     @Flag(help: "Print the summary as JSON.") var json = false
 
-    func validate() throws {
+    func check() throws {
         guard TaskMetric(name: metric) != nil else { throw ValidationError("--metric must be one of exact, f1, rouge1, rougeL") }
-        guard maxTokens > 0, batch > 0 else { throw ValidationError("--max-tokens and --batch must be positive") }
-        if let limit, limit <= 0 { throw ValidationError("--limit must be positive") }
+        guard maxTokens >= 1 else { throw outOfRange("--max-tokens", maxTokens, "at least 1") }
+        guard batch >= 1 else { throw outOfRange("--batch", batch, "at least 1") }
+        if let limit, limit < 1 { throw outOfRange("--limit", limit, "at least 1") }
         if noSafety && task == nil { throw ValidationError("--no-safety needs --task") }
     }
 
@@ -72,10 +73,17 @@ struct Eval: ParsableCommand {
     func run() throws {
         let start = Date()
         func cut<T>(_ xs: [T]) -> [T] { limit.map { Array(xs.prefix($0)) } ?? xs }
-        let harmfulPrompts = noSafety ? [] : cut(try harmful.map(readPrompts) ?? DataSets.catqa110)
-        let benignPrompts = noSafety ? [] : cut(try benign.map(readPrompts) ?? DataSets.benign128)
-        let examples = cut(try task.map(TaskExample.readJSONL) ?? [])
+        let harmfulLines = noSafety ? nil : try harmful.map { cut(try readPromptLines($0)) }
+        let benignLines = noSafety ? nil : try benign.map { cut(try readPromptLines($0)) }
+        let taskLines = try task.map { cut(try TaskExample.readJSONLWithLines($0)) }
+        let harmfulPrompts = noSafety ? [] : harmfulLines?.map(\.text) ?? cut(DataSets.catqa110)
+        let benignPrompts = noSafety ? [] : benignLines?.map(\.text) ?? cut(DataSets.benign128)
+        let examples = taskLines?.map(\.example) ?? []
         let m = try LanguageModel.load(model)
+        // Every prompt of a file fits the context, before any answer is generated.
+        if let harmful, let harmfulLines { _ = try promptIds(harmfulLines, of: harmful, chat: m.chat) }
+        if let benign, let benignLines { _ = try promptIds(benignLines, of: benign, chat: m.chat) }
+        if let task, let taskLines { _ = try promptIds(taskLines.map { ($0.line, $0.example.prompt) }, of: task, chat: m.chat) }
         let judgeModel = try makeJudge(judge)
         let total = harmfulPrompts.count + benignPrompts.count + examples.count
         stderrLine("eval: \(harmfulPrompts.count) harmful, \(benignPrompts.count) benign, \(examples.count) task prompts, up to \(maxTokens) new tokens each, judge \(judgeModel.name)")

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import Model
 
-struct Probe: ParsableCommand {
+struct Probe: CheckedCommand {
     static let configuration = CommandConfiguration(
         abstract: "Hidden states and top logits of the last prompt token.",
         discussion: """
@@ -13,9 +13,9 @@ struct Probe: ParsableCommand {
     @Argument(help: "GGUF file, HF folder or embedded model name.") var model: String
     @Option(help: "A PEFT LoRA adapter folder to merge into MODEL (fp32).") var adapter: String?
     @Option(help: "The user message.") var prompt: String
-    @Option(help: "Comma-separated hidden-state indices.") var layers: String = ""
+    @Option(parsing: .unconditional, help: "Comma-separated hidden-state indices.") var layers: String = ""
     @Option(help: "System message (default: the template's own default).") var system: String?
-    @Option(help: "How many top logits.") var top = 10
+    @Option(parsing: .unconditional, help: "How many top logits.") var top = 10
     @Flag(help: "Use the prompt text as is, without the chat template.") var raw = false
     @Flag(help: "Print JSON.") var json = false
 
@@ -23,6 +23,13 @@ struct Probe: ParsableCommand {
         let prompt_ids: [Int]
         let hidden: [String: [Float]]
         let top_logits: [[Double]]
+    }
+
+    func check() throws {
+        guard top >= 0 else { throw outOfRange("--top", top, "≥ 0") }
+        for s in layers.split(separator: ",") where Int(s.trimmingCharacters(in: .whitespaces)).map({ $0 < 0 }) ?? true {
+            throw ValidationError("--layers: '\(s)' is not a hidden-state index (0, 1, …)")
+        }
     }
 
     func run() throws {
@@ -41,7 +48,9 @@ struct Probe: ParsableCommand {
         let logits = m.decoder.forward(tokens: [ids], sequences: [0], cache: cache) { index, states in
             if wanted.contains(index) { hidden[String(index)] = Array(UnsafeBufferPointer(start: states + (ids.count - 1) * H, count: H)) }
         }
-        let order = logits.indices.sorted { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }.prefix(max(top, 0))
+        // The logits depend on every hidden state printed: finite logits, finite states.
+        guard allFinite(logits) else { throw m.decoder.nonFiniteError("logits", sequences: [ids]) }
+        let order = logits.indices.sorted { logits[$0] > logits[$1] || (logits[$0] == logits[$1] && $0 < $1) }.prefix(top)
         let topLogits = order.map { [Double($0), Double(logits[$0])] }
         if json { try printJSON(Output(prompt_ids: ids, hidden: hidden, top_logits: topLogits)); return }
         for (k, v) in hidden.sorted(by: { Int($0.key)! < Int($1.key)! }) {

@@ -82,7 +82,11 @@ struct Recover: ParsableCommand {
         try checkOutputPath(out, kind: isDirectory(finetuned) ? .folder : .file, inputs: [aligned, finetuned] + (adapter.map { [$0] } ?? []) + files)
         var o = RecoveryOptions()
         o.layer = layer; o.rate = rate; o.rounds = rounds; o.batchSize = batchSize; o.passSize = passSize
-        if let prompts { o.prompts = try readPrompts(prompts) }
+        if let prompts {   // every line must fit the context: refused here with its line, before any work
+            let lines = try readPromptLines(prompts)
+            _ = try promptIds(lines, of: prompts, chat: try ChatFormat.load(finetuned))
+            o.prompts = lines.map(\.text)
+        }
         var check: TaskCheck? = nil
         if let task {
             let examples = try TaskExample.readJSONL(task)

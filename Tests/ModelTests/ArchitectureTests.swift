@@ -66,7 +66,7 @@ struct ArchitectureReference: Decodable {
     @Test(arguments: families)
     func greedyGenerationMatches(_ family: String) throws {
         let (t, ref) = try ArchitectureTests.load(family)
-        let out = t.generate(prompts: [ref.prompt], maxNewTokens: ref.greedy.count, stopTokens: [])
+        let out = try t.generate(prompts: [ref.prompt], maxNewTokens: ref.greedy.count, stopTokens: [])
         #expect(out == [ref.greedy], "\(family)")
     }
 
@@ -109,7 +109,7 @@ struct ArchitectureReference: Decodable {
         let c = try gguf.modelConfig(), l = ref.blocks
         let t = Transformer(weights: try ModelWeights.load(config: c, from: gguf))
         let grads = (0..<l).map { _ in LayerWeights.zeros(config: c) }
-        let want = t.directionGradients(prompts: ref.sequences, target: ref.target, blocks: l, batchSize: ref.batch_size, passSize: 2, into: grads)
+        let want = try t.directionGradients(prompts: ref.sequences, target: ref.target, blocks: l, batchSize: ref.batch_size, passSize: 2, into: grads)
         let partial = Transformer(weights: try ModelWeights.load(config: c, from: gguf, blocks: 0))
         var loaded: [Int] = [], seen: [Int] = []
         let block = { (i: Int) throws -> LayerWeights in loaded.append(i); return try ModelWeights.loadBlock(i, config: c, from: gguf) }

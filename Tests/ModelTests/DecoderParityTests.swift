@@ -150,9 +150,9 @@ final class LoadedReference: @unchecked Sendable {
         #expect(m.decoder.quantized != nil)
         var got: [[Int]] = []
         for b in stride(from: 0, to: 11, by: 4) {
-            got += m.decoder.generate(prompts: prompts[b..<min(b + 4, 11)].map(\.ids), maxNewTokens: 64, stopTokens: m.ref.eos_token_id.set)
+            got += try m.decoder.generate(prompts: prompts[b..<min(b + 4, 11)].map(\.ids), maxNewTokens: 64, stopTokens: m.ref.eos_token_id.set)
         }
-        got += m.decoder.generate(prompts: prompts[11...].map(\.ids), maxNewTokens: 64, stopTokens: m.ref.eos_token_id.set)
+        got += try m.decoder.generate(prompts: prompts[11...].map(\.ids), maxNewTokens: 64, stopTokens: m.ref.eos_token_id.set)
         for (p, ref) in prompts.enumerated() {
             #expect(got[p] == ref.greedy_ids, "prompt \(p): \(ref.prompt)")
         }
