@@ -47,6 +47,9 @@ public struct GenerationProgress {
 }
 
 extension Transformer {
+    /// New tokens the KV cache has room for before it first grows: the default --max-tokens.
+    static let initialNewTokens = 256
+
     /// Generates up to `maxNewTokens` for each prompt (all in one batch), stopping a prompt
     /// at the first token in `stopTokens` (which is kept, as transformers does), or when prompt
     /// and new tokens fill the context (as llama.cpp stops). Prompt i samples with seed
@@ -57,9 +60,11 @@ extension Transformer {
                          progress: ((GenerationProgress) -> Void)? = nil) throws -> [[Int]] {
         let b = prompts.count
         guard b > 0 else { return [] }
-        // New tokens per prompt: at most what the context leaves (the cache is that size).
+        // New tokens per prompt: at most what the context leaves. The cache starts with room for
+        // a typical answer and grows as tokens come, so memory follows the tokens generated,
+        // not --max-tokens (a 128k context would need GBs of cache up front).
         let limits = prompts.map { min(max(maxNewTokens, 0), max(config.maxPositions - $0.count, 0)) }
-        let cache = KVCache(config: config, capacities: (0..<b).map { prompts[$0].count + limits[$0] })
+        let cache = KVCache(config: config, capacities: (0..<b).map { prompts[$0].count + min(limits[$0], Transformer.initialNewTokens) })
         var rngs = (0..<b).map { SplitMix64(seed: options.seed &+ UInt64($0)) }
         var out = Array(repeating: [Int](), count: b)
         let start = Date()

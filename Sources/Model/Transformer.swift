@@ -3,7 +3,8 @@ import Formats
 import Tensor
 
 /// Keys and values of every layer for a set of sequences. Sequence s holds
-/// `lengths[s]` positions; each layer's buffer is [capacity × kvDim].
+/// `lengths[s]` positions; each layer's buffer is [capacity × kvDim], grown (doubling) when
+/// `forward` appends past it.
 public final class KVCache {
     public let layers: Int
     public let kvDim: Int
@@ -17,15 +18,33 @@ public final class KVCache {
         kvDim = config.kvDim
         capacity = capacities
         lengths = Array(repeating: 0, count: capacities.count)
-        // Callers bound capacities by the context length; a size that still overflows must stop
-        // here, not allocate a wrapped-around buffer (this module is built without overflow checks).
-        let counts = capacities.map { c -> Int in
-            let (n, overflow) = max(c, 1).multipliedReportingOverflow(by: config.kvDim)
-            if c < 0 || overflow || n > Int.max / 4 { fatalError("KV cache of \(c) positions × \(config.kvDim) overflows") }
-            return n
-        }
+        let counts = capacities.map { KVCache.floats(positions: $0, kvDim: config.kvDim) }
         keys = (0..<layers).map { _ in counts.map { FloatBuffer(count: $0, zeroed: false) } }
         values = (0..<layers).map { _ in counts.map { FloatBuffer(count: $0, zeroed: false) } }
+    }
+
+    /// Floats of one buffer. Callers bound positions by the context length; a size that still
+    /// overflows must stop here, not allocate a wrapped-around buffer (this module is built
+    /// without overflow checks).
+    static func floats(positions: Int, kvDim: Int) -> Int {
+        let (n, overflow) = max(positions, 1).multipliedReportingOverflow(by: kvDim)
+        if positions < 0 || overflow || n > Int.max / 4 { fatalError("KV cache of \(positions) positions × \(kvDim) overflows") }
+        return n
+    }
+
+    /// Room for `positions` positions of sequence s: at least double the capacity, so that
+    /// appending a token at a time copies each position a bounded number of times.
+    func reserve(_ s: Int, positions: Int) {
+        guard positions > capacity[s] else { return }
+        let grown = max(positions, capacity[s] > Int.max / 2 ? positions : 2 * capacity[s])
+        let count = KVCache.floats(positions: grown, kvDim: kvDim), used = lengths[s] * kvDim
+        func grow(_ old: FloatBuffer) -> FloatBuffer {
+            let b = FloatBuffer(count: count, zeroed: false)
+            b.ptr.update(from: old.ptr, count: used)
+            return b
+        }
+        for l in 0..<layers { keys[l][s] = grow(keys[l][s]); values[l][s] = grow(values[l][s]) }
+        capacity[s] = grown
     }
 
     /// Bytes held.
@@ -102,8 +121,7 @@ public final class Transformer {
         if n == 0 { return [] }
         var maxPos = 0
         for (i, s) in sequences.enumerated() {
-            // (A precondition would be compiled out here, and the cache written past its end.)
-            if cache.lengths[s] + tokens[i].count > cache.capacity[s] { fatalError("KV cache too small") }
+            cache.reserve(s, positions: cache.lengths[s] + tokens[i].count)
             maxPos = max(maxPos, cache.lengths[s] + tokens[i].count)
         }
         rope.ensure(maxPos)

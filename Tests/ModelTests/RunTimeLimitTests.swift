@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import Model
 import Formats
+import Tensor
 import TestSupport
 
 /// What a model run refuses or stops at: prompts longer than the context, generation past it,
@@ -33,6 +34,26 @@ import TestSupport
         let out = try t.generate(prompts: [[1, 5, 9, 20, 30], Array(1...12), [7]], maxNewTokens: Int.max, stopTokens: [])
         #expect(out.map(\.count) == [7, 0, 11])
         #expect(try t.generate(prompts: [[1, 5, 9, 20, 30]], maxNewTokens: 3, stopTokens: [])[0] == Array(out[0].prefix(3)))
+    }
+
+    /// The cache starts with room for 256 new tokens and grows as they come: the tokens are
+    /// those of a cache sized for all of them up front.
+    @Test func theCacheGrowsAsTokensCome() throws {
+        let t = try RunTimeLimitTests.tiny(), prompt = [1, 5, 9, 20, 30], n = 300
+        let out = try t.generate(prompts: [prompt], maxNewTokens: n, stopTokens: [])[0]
+        let cache = KVCache(config: t.config, capacities: [prompt.count + n])
+        var next = prompt, want: [Int] = []
+        for _ in 0..<n {
+            let logits = t.forward(tokens: [next], sequences: [0], cache: cache)
+            want.append(argmax(logits, count: logits.count))
+            next = [want.last!]
+        }
+        #expect(out == want)
+        let small = KVCache(config: t.config, capacities: [1])
+        #expect(t.forward(tokens: [prompt], sequences: [0], cache: small) == t.forward(tokens: [prompt], sequences: [0], cache: KVCache(config: t.config, capacities: [5])))
+        #expect(small.capacity == [5] && small.lengths == [5])
+        t.forward(tokens: [[2]], sequences: [0], cache: small)
+        #expect(small.capacity == [10] && small.lengths == [6])
     }
 
     @Test func overflowingWeightsStopGenerationNamingTheLayer() throws {
