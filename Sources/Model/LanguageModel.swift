@@ -34,14 +34,14 @@ public final class ChatFormat {
     }
 
     /// From GGUF metadata (`tokenizer.ggml.*`, `tokenizer.chat_template`).
-    public convenience init(gguf g: GGUFFile, config: ModelConfig) throws {
-        try self.init(path: g.path, vocabSize: config.vocabSize, contextLength: config.maxPositions, tokenizer: try BPETokenizer.fromGGUF(g),
+    public convenience init(gguf g: GGUFFile, vocabSize: Int, contextLength: Int) throws {
+        try self.init(path: g.path, vocabSize: vocabSize, contextLength: contextLength, tokenizer: try BPETokenizer.fromGGUF(g),
                       templateSource: g.metadata["tokenizer.chat_template"]?.stringValue)
     }
 
     /// From an HF folder: `tokenizer.json`, the chat template of `tokenizer_config.json`
     /// (or `chat_template.jinja`), and the EOS ids of `generation_config.json`.
-    public convenience init(hfFolder dir: String, config: ModelConfig) throws {
+    public convenience init(hfFolder dir: String, vocabSize: Int, contextLength: Int) throws {
         let tokenizer = try BPETokenizer.fromTokenizerJSON(path: dir + "/tokenizer.json")
         var template: String? = nil
         let configPath = dir + "/tokenizer_config.json"
@@ -68,7 +68,7 @@ public final class ChatFormat {
             default: break
             }
         }
-        try self.init(path: dir, vocabSize: config.vocabSize, contextLength: config.maxPositions, tokenizer: tokenizer,
+        try self.init(path: dir, vocabSize: vocabSize, contextLength: contextLength, tokenizer: tokenizer,
                       templateSource: template, extraStops: stops)
     }
 
@@ -76,10 +76,12 @@ public final class ChatFormat {
     public static func load(_ spec: String, log: @escaping (String) -> Void = stderrLine) throws -> ChatFormat {
         let path = try ModelStore.resolve(spec, log: log)
         if isDirectory(path) {
-            return try ChatFormat(hfFolder: path, config: try ModelConfig(hfConfigAt: path + "/config.json"))
+            let c = try ModelConfig(hfConfigAt: path + "/config.json")
+            return try ChatFormat(hfFolder: path, vocabSize: c.vocabSize, contextLength: c.maxPositions)
         }
         let g = try GGUFFile(path: path)
-        return try ChatFormat(gguf: g, config: try g.modelConfig())
+        let c = try g.modelConfig()
+        return try ChatFormat(gguf: g, vocabSize: c.vocabSize, contextLength: c.maxPositions)
     }
 
     /// Renders one user message (and an optional system message) with the chat template,
@@ -158,14 +160,14 @@ public final class LanguageModel {
         if isDirectory(path) {
             let config = try ModelConfig(hfConfigAt: path + "/config.json")
             note(config)
-            let chat = try ChatFormat(hfFolder: path, config: config)
+            let chat = try ChatFormat(hfFolder: path, vocabSize: config.vocabSize, contextLength: config.maxPositions)
             let weights = try ModelWeights.load(config: config, from: try parameters(try SafetensorsModel(folder: path), config), blocks: blocks)
             return LanguageModel(path: path, decoder: Transformer(weights: weights, source: path), chat: chat)
         }
         let g = try GGUFFile(path: path)
         let config = try g.modelConfig()
         note(config)
-        let chat = try ChatFormat(gguf: g, config: config)
+        let chat = try ChatFormat(gguf: g, vocabSize: config.vocabSize, contextLength: config.maxPositions)
         let weights = try ModelWeights.load(config: config, from: try parameters(g, config), blocks: blocks)
         // The quantised blocks are the base's: with an adapter, decoding runs on the merged fp32 weights.
         let quantized = lora == nil && weights.isComplete ? try QuantizedWeights.from(g, config: config) : nil

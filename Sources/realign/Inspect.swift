@@ -60,7 +60,7 @@ struct Inspect: ParsableCommand {
         let tensors = st.files.flatMap(\.tensors)
         var types: [String: Int] = [:]
         for t in tensors { types[t.dtype.rawValue, default: 0] += 1 }
-        let chat = try ChatFormat(hfFolder: path, config: config)
+        let chat = try ChatFormat(hfFolder: path, vocabSize: config.vocabSize, contextLength: config.maxPositions)
         var tok: [String: String] = ["pre_tokenizer": chat.tokenizer.preTokenizer.rawValue]
         if let b = chat.tokenizer.bosId { tok["bos_token_id"] = String(b) }
         if let e = chat.tokenizer.eosId { tok["eos_token_id"] = String(e) }

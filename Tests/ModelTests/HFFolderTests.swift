@@ -62,7 +62,7 @@ import TestSupport
         }
         let fifo = dir + "/" + name
         #expect(mkfifo(fifo, 0o600) == 0)
-        guard let result = within(seconds: 10, { try ChatFormat(hfFolder: dir, vocabSize: 49152) }) else {
+        guard let result = within(seconds: 10, { try ChatFormat(hfFolder: dir, vocabSize: 49152, contextLength: 8192) }) else {
             Issue.record("\(name): still blocked after 10 s")
             let fd = open(fifo, O_WRONLY | O_NONBLOCK)
             if fd >= 0 { close(fd) }
