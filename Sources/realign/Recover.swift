@@ -5,7 +5,7 @@ import Model
 import Recovery
 import Evaluation
 
-struct Recover: ParsableCommand {
+struct Recover: CheckedCommand {
     static let configuration = CommandConfiguration(
         abstract: "Give a fine-tuned model back the alignment it lost (paper §5.2; Scenario II with --task).",
         discussion: """
@@ -31,36 +31,38 @@ struct Recover: ParsableCommand {
     @Option(help: "The fine-tuned model (same architecture and sizes); with --adapter, the base the adapter was trained on.") var finetuned: String
     @Option(help: "A PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors): the fine-tuned model is --finetuned with it merged (fp32).") var adapter: String?
     @Option(help: "Where to write the recovered model.") var out: String
-    @Option(help: "Hidden-state index of the direction (default ⌊2/3 · layers⌋).") var layer: Int?
-    @Option(help: "Share of eligible weights restored per round.") var rate: Double = 0.002
-    @Option(help: "Rounds.") var rounds = 20
+    @Option(parsing: .unconditional, help: "Hidden-state index of the direction (default ⌊2/3 · layers⌋).") var layer: Int?
+    @Option(parsing: .unconditional, help: "Share of eligible weights restored per round.") var rate: Double = 0.002
+    @Option(parsing: .unconditional, help: "Rounds.") var rounds = 20
     @Option(help: "Recovery prompts (one per line or JSON lines with \"prompt\"); default: 256 built-in Do-Not-Answer prompts.") var prompts: String?
-    @Option(help: "Prompts per loss term (−cos of the batch mean).") var batchSize = 8
-    @Option(help: "Prompts per forward/backward pass (memory only; results do not depend on it beyond rounding).") var passSize = 32
+    @Option(parsing: .unconditional, help: "Prompts per loss term (−cos of the batch mean).") var batchSize = 8
+    @Option(parsing: .unconditional, help: "Prompts per forward/backward pass (memory only; results do not depend on it beyond rounding).") var passSize = 32
     @Option(help: "Scenario II: JSON lines of {\"prompt\", \"response\"} pairs; the task is scored on them before recovery, after warm-up and after every later round.") var task: String?
     @Option(help: "Task metric: exact, f1, rouge1 or rougeL.") var metric = "exact"
-    @Option(help: "New tokens per task answer (greedy).") var taskMaxTokens = 128
+    @Option(parsing: .unconditional, help: "New tokens per task answer (greedy).") var taskMaxTokens = 128
     @Option(help: "Scenario II: benign prompts of the rollback direction (default: the task's prompts; the paper uses the fine-tuning prompts).") var rollbackPrompts: String?
-    @Option(help: "Scenario II: rounds without rollback before the first task check.") var warmupRounds = 5
-    @Option(help: "Scenario II: relative task-score drop after warm-up that restarts with rollback.") var warmupDrop = 0.05
-    @Option(help: "Scenario II: relative task-score drop after a later round that undoes it and stops.") var fuseDrop = 0.05
-    @Option(help: "Scenario II: share of a round's restored weights that rollback reverts.") var rollbackRate = 0.2
+    @Option(parsing: .unconditional, help: "Scenario II: rounds without rollback before the first task check.") var warmupRounds = 5
+    @Option(parsing: .unconditional, help: "Scenario II: relative task-score drop after warm-up that restarts with rollback.") var warmupDrop = 0.05
+    @Option(parsing: .unconditional, help: "Scenario II: relative task-score drop after a later round that undoes it and stops.") var fuseDrop = 0.05
+    @Option(parsing: .unconditional, help: "Scenario II: share of a round's restored weights that rollback reverts.") var rollbackRate = 0.2
     @Option(help: "Refusal check: held-out harmful prompts; after every round the model answers them and --check-benign greedily, and the output is the round with the fewest harmful answers among those refusing at most --benign-slack more benign prompts than the aligned model; a round within --harmful-slack of the aligned harmful rate ends the run.") var checkHarmful: String?
     @Option(help: "Refusal check: held-out benign prompts (with --check-harmful).") var checkBenign: String?
-    @Option(help: "Refusal check: new tokens per answer (refusals show in the first sentence).") var checkMaxTokens = 32
-    @Option(help: "Refusal check: how much more often than the aligned model a chosen round may refuse benign prompts (a margin under your limit for the check's sampling noise).") var benignSlack = RecoveryOptions().benignSlack
-    @Option(help: "Refusal check: a round whose harmful rate is at most the aligned model's plus this ends the run.") var harmfulSlack = RecoveryOptions().harmfulSlack
-    @Option(help: "Refusal check: when a round goes from too many harmful answers (before it) to too many benign refusals, try only its top half, quarter, … of the restores by |gradient|, with up to this many extra checks (0: off).") var checkBisect = RecoveryOptions().bisectSteps
+    @Option(parsing: .unconditional, help: "Refusal check: new tokens per answer (refusals show in the first sentence).") var checkMaxTokens = 32
+    @Option(parsing: .unconditional, help: "Refusal check: how much more often than the aligned model a chosen round may refuse benign prompts (a margin under your limit for the check's sampling noise).") var benignSlack = RecoveryOptions().benignSlack
+    @Option(parsing: .unconditional, help: "Refusal check: a round whose harmful rate is at most the aligned model's plus this ends the run.") var harmfulSlack = RecoveryOptions().harmfulSlack
+    @Option(parsing: .unconditional, help: "Refusal check: when a round goes from too many harmful answers (before it) to too many benign refusals, try only its top half, quarter, … of the restores by |gradient|, with up to this many extra checks (0: off).") var checkBisect = RecoveryOptions().bisectSteps
     @Option(help: "Layer-major rounds, one block of weights and gradients in memory at a time (same result; for models larger than memory): auto (when the blocks below the layer, their gradients and one pass's activations would take more than half the memory), on, off. Not with --task.") var streaming = "auto"
     @Option(help: ggufOutputTypeHelp) var dtype: String = "f32"
     @Flag(help: "Also write every round's patch as OUT.round-N.patch.safetensors (apply-patch turns one into that round's model).") var keepRoundPatches = false
     @Flag(help: "Continue from OUT.checkpoint.") var resume = false
     @Flag(help: "Print the round log as JSON lines on stdout.") var json = false
 
-    func validate() throws {
+    func check() throws {
+        if let layer, layer < 1 { throw outOfRange("--layer", layer, "at least 1 (a block's output)") }
         guard rate > 0, rate <= 1 else { throw ValidationError("--rate must be in (0, 1]") }
         guard (1...RecoveryOptions.maxRounds).contains(rounds) else { throw ValidationError("--rounds must be in 1...\(RecoveryOptions.maxRounds)") }
         guard batchSize >= 1, passSize >= batchSize else { throw ValidationError("need 1 ≤ --batch-size ≤ --pass-size") }
+        guard taskMaxTokens >= 1 else { throw outOfRange("--task-max-tokens", taskMaxTokens, "at least 1") }
         guard TaskMetric(name: metric) != nil else { throw ValidationError("--metric must be one of \(TaskMetric.allCases.map(\.rawValue).joined(separator: ", "))") }
         guard warmupRounds >= 1, (0...1).contains(warmupDrop), (0...1).contains(fuseDrop), (0...1).contains(rollbackRate) else {
             throw ValidationError("need --warmup-rounds ≥ 1 and --warmup-drop, --fuse-drop, --rollback-rate in [0, 1]")

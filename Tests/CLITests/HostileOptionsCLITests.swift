@@ -60,7 +60,9 @@ extension CLI {
                              (["generate", RealModels.smol, "--promt", "hi"], "Error: Unknown option '--promt'. Did you mean '--prompt'?"),
                              (["generate", RealModels.smol, "--prompt", "hi", "--temperature", "-1"],
                               "Error: --temperature must be a finite number ≥ 0 (0: greedy), not -1.0"),
-                             (["eval", RealModels.smol, "--limit", "-3"], "Error: --limit must be at least 1, not -3")] {
+                             (["eval", RealModels.smol, "--limit", "-3"], "Error: --limit must be at least 1, not -3"),
+                             (["recover", "--aligned", RealModels.smol, "--finetuned", RealModels.smol, "--out", "o.gguf",
+                               "--check-harmfull", "h.txt", "--check-benign", "b.txt"], "Error: Unknown option '--check-harmfull'")] {
             let r = try CLI.run(args, timeout: HostileOptionsCLITests.timeout)
             #expect(r.status == 64 && r.stderr.hasPrefix(want), "\(args): \(r.stderr)")
         }
@@ -72,7 +74,7 @@ extension CLI {
         let smol = RealModels.smol, data = dir + "/pairs.jsonl", prompts = dir + "/p.txt", out = dir + "/out"
         try Data(HostileOptionsCLITests.pairs.utf8).write(to: URL(fileURLWithPath: data))
         try Data("Hello\n".utf8).write(to: URL(fileURLWithPath: prompts))
-        let ft = ["finetune", smol, "--data", data, "--out", out]
+        let ft = ["finetune", smol, "--data", data, "--out", out], rec = ["recover", "--aligned", smol, "--finetuned", smol, "--out", out]
         let cases: [([String], String)] = [
             (["generate", smol, "--prompt", "hi", "--max-tokens", "0"], "--max-tokens must be at least 1, not 0"),
             (["generate", smol, "--prompt", "hi", "--top-k", "-1"], "--top-k must be ≥ 0 (0: all tokens), not -1"),
@@ -100,6 +102,9 @@ extension CLI {
             (["bench", smol, "--prefill-batch", "1000000000"], "--prefill-batch must be in 1...65536, not 1000000000"),
             (["bench", smol, "--prefill-tokens", "100000"], "--prefill-batch × --prefill-tokens must be at most 65536, not 16 × 100000"),
             (["bench", smol, "--prefill-batch", "1", "--prefill-tokens", "10000"], "--prefill-tokens 10000 is more than the context length of \(smol) (8192 tokens)"),
+            (rec + ["--rate", "-1"], "--rate must be in (0, 1]"),
+            (rec + ["--layer", "-2"], "--layer must be at least 1 (a block's output), not -2"),
+            (rec + ["--task-max-tokens", "0"], "--task-max-tokens must be at least 1, not 0"),
             (["demo", "--rate", "-1"], "--rate must be in (0, 1]"),
             (["demo", "--layer", "0"], "--layer must be at least 1 (a block's output), not 0"),
             (["demo", "--model", smol, "--layer", "30", "--out", out], "--layer must be in 1...29 for \(smol) (a block output before the final norm), not 30"),
