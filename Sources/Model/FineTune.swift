@@ -99,6 +99,8 @@ public struct FineTuneSummary: Codable, Sendable {
 public final class FineTuneRun {
     public let decoder: Transformer
     public let baseName: String
+    /// The base model's content digest (`contentDigest`): a checkpoint of another base is refused.
+    public var baseDigest = ""
     public let examples: [TrainingExample]
     public let options: FineTuneOptions
     public let out: String
@@ -141,11 +143,12 @@ public final class FineTuneRun {
         var h = SHA256()
         for e in examples { for id in e.ids { withUnsafeBytes(of: Int32(id).littleEndian) { h.update($0) } }; h.update([UInt8(e.responseStart & 255)]) }
         let opts = (try? String(data: JSONEncoder.sorted.encode(options), encoding: .utf8)) ?? ""
-        return "\(baseName)|\(opts)|\(h.finalizeHex())"
+        return "\(baseName)|\(baseDigest)|\(opts)|\(h.finalizeHex())"
     }
 
     public func run(resume: Bool, skipped: Int = 0, progress: (String) -> Void) throws -> FineTuneSummary {
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        removeStaleTemporaries(of: out, everything: true)   // a killed run's half-written checkpoint or model
         let t = decoder
         t.lora = lora
         defer { t.lora = nil }

@@ -141,6 +141,7 @@ struct Demo: CheckedCommand {
     }
 
     func run() throws {
+        try checkOutputPath(out, kind: .folder, inputs: [model] + [attackData, harmfulEval].compactMap { $0 })
         let alignedPath = try ModelStore.resolve(model)
         let config = try modelConfig(of: alignedPath)
         if let layer, layer >= config.numLayers {   // (the recovery stage would find it only after the attack)
@@ -397,6 +398,7 @@ struct Demo: CheckedCommand {
         }
         guard !examples.isEmpty else { throw ValidationError("\(attackData ?? "attack data"): no pair has a response token within \(o.maxLength) tokens") }
         let run = FineTuneRun(decoder: m.decoder, baseName: model, examples: examples, options: o, out: dir)
+        run.baseDigest = try contentDigest(base)
         log("LoRA fine-tune on \(examples.count) pairs (\(examples.reduce(0) { $0 + $1.ids.count }) tokens): r \(o.rank), alpha \(o.alpha), "
             + "\(o.targets.map(\.rawValue).joined(separator: ",")), \(o.epochs) epoch, lr \(o.lr), batch \(o.batch): \(run.totalSteps) steps")
         let summary = try run.run(resume: true, skipped: pairs.count - examples.count, progress: log)   // continues a checkpoint

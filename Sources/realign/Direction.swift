@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Formats
 import Model
 import Recovery
 
@@ -28,6 +29,7 @@ struct DirectionCommand: CheckedCommand {
     }
 
     func run() throws {
+        try checkOutputPath(out, kind: .file, inputs: [model] + [adapter, prompts].compactMap { $0 })
         let m = try LanguageModel.load(model, adapter: adapter)
         let l = layer ?? Recovery.Direction.defaultLayer(layers: m.config.numLayers)
         guard l >= 0, l <= m.config.numLayers else { throw ValidationError("--layer must be in 0...\(m.config.numLayers)") }

@@ -71,6 +71,9 @@ struct Eval: CheckedCommand {
     }
 
     func run() throws {
+        if let outputs {
+            try checkOutputPath(outputs, kind: .file, inputs: [model] + [harmful, benign, task].compactMap { $0 }, option: "--outputs")
+        }
         let start = Date()
         func cut<T>(_ xs: [T]) -> [T] { limit.map { Array(xs.prefix($0)) } ?? xs }
         let harmfulLines = noSafety ? nil : try harmful.map { cut(try readPromptLines($0)) }

@@ -56,6 +56,7 @@ struct Finetune: CheckedCommand {
     }
 
     func run() throws {
+        try checkOutputPath(out, kind: .folder, inputs: [base] + data)
         var o = FineTuneOptions()
         o.rank = loraRank; o.alpha = loraAlpha; o.targets = try LoRATarget.parse(targets); o.epochs = epochs; o.lr = lr
         o.batch = batch; o.gradAccum = gradAccum; o.maxLength = maxLength; o.seed = seed; o.weightDecay = weightDecay
@@ -81,6 +82,7 @@ struct Finetune: CheckedCommand {
         }
         guard !examples.isEmpty else { throw ValidationError("\(data.joined(separator: ", ")): no pair has a response token within --max-length \(maxLength)") }
         let r = FineTuneRun(decoder: model.decoder, baseName: base, examples: examples, options: o, out: out)
+        r.baseDigest = try contentDigest(path)
         let tokens = examples.reduce(0) { $0 + $1.ids.count }
         stderrLine("finetune: \(examples.count) pairs (\(tokens) tokens, \(examples.reduce(0) { $0 + $1.lossTokens }) response tokens), "
                    + "\(r.totalSteps) steps of \(batch * gradAccum), LoRA r \(loraRank) on \(o.targets.map(\.rawValue).joined(separator: ",")): "

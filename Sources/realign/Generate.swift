@@ -39,6 +39,7 @@ struct Generate: CheckedCommand {
     }
 
     func run() throws {
+        if let out { try checkOutputPath(out, kind: .file, inputs: [model] + [adapter, prompts].compactMap { $0 }) }
         let m = try LanguageModel.load(model, adapter: adapter)
         let options = SamplingOptions(temperature: temperature, topK: topK, topP: topP, seed: seed)
         if let p = prompt {

@@ -42,6 +42,7 @@ struct JudgeCommand: ParsableCommand {
     }()
 
     func run() throws {
+        if let out { try checkOutputPath(out, kind: .file, inputs: [file] + (judge.map { [$0] } ?? [])) }
         let rows = try readJSONLines(file)
         var prompts: [String] = [], responses: [String] = [], manual: [String?] = []
         for (line, obj) in rows {

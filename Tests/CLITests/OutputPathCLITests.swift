@@ -12,6 +12,12 @@ import TestSupport
         (["recover", "--aligned", RealModels.smol, "--finetuned", "/tmp/f.gguf", "--out", "/tmp"], "is an existing folder"),
         (["recover", "--aligned", RealModels.smol, "--finetuned", RealModels.smol, "--out", "/tmp/x.gguf", "--rounds", "1000000000000"], "--rounds must be in 1...1000000"),
         (["apply-patch", RealModels.smol, "/tmp/p.safetensors", "--out", RealModels.smol], "is the input"),
+        (["generate", RealModels.smol, "--prompts", "/etc/hostname", "--out", "/etc/hostname"], "is the input /etc/hostname"),
+        (["eval", RealModels.smol, "--outputs", RealModels.smol], "the output (--outputs) is the input"),
+        (["direction", RealModels.smol, "--out", "/tmp"], "is an existing folder"),
+        (["finetune", RealModels.smol, "--data", "/etc/hostname", "--out", "/etc/hostname"], "exists and is not a folder"),
+        (["finetune", RealModels.smol, "--data", "/etc/hostname", "--out", "/etc"], "would hold the input /etc/hostname"),
+        (["judge", "/etc/hostname", "--out", "/etc/hostname"], "is the input"),
     ])
     func refused(args: [String], expected: String) throws {
         let r = try CLI.run(args)

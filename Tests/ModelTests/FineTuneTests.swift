@@ -177,6 +177,15 @@ struct FineTuneReference: Decodable {
         let wrong = FineTuneRun(decoder: t, baseName: "tiny", examples: data, options: other, out: tmp + "/split")
         try first.run(resume: false) { _ in }
         #expect(throws: FormatError.self) { try wrong.run(resume: true) { _ in } }
+        // So is the checkpoint of another base model (its content digest differs).
+        let otherBase = FineTuneRun(decoder: t, baseName: "tiny", examples: data, options: o, out: tmp + "/split")
+        otherBase.baseDigest = "0123456789abcdef"
+        #expect(throws: FormatError.self) { try otherBase.run(resume: true) { _ in } }
+        // A killed write's temporary file is removed by the next run.
+        let stale = tmp + "/split/.checkpoint.safetensors.tmp-99999999-1"
+        try Data(count: 10).write(to: URL(fileURLWithPath: stale))
+        try second.run(resume: true) { _ in }
+        #expect(!FileManager.default.fileExists(atPath: stale))
     }
 
     /// phi3 stores q/k/v and gate/up fused, so PEFT can only adapt qkv_proj and gate_up_proj:
