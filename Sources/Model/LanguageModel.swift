@@ -20,6 +20,10 @@ public final class ChatFormat {
         self.path = path
         self.vocabSize = vocabSize
         self.tokenizer = tokenizer
+        // Every id the tokenizer can produce must have an embedding row.
+        guard tokenizer.vocabSize <= vocabSize else {
+            throw FormatError(path, "the tokenizer has ids up to \(tokenizer.vocabSize - 1), beyond the model's vocabulary of \(vocabSize) tokens")
+        }
         template = try templateSource.map {
             try ChatTemplate(source: $0, bosToken: tokenizer.bosId.flatMap { tokenizer.tokenText($0) },
                              eosToken: tokenizer.eosId.flatMap { tokenizer.tokenText($0) })
@@ -39,7 +43,7 @@ public final class ChatFormat {
     /// From an HF folder: `tokenizer.json`, the chat template of `tokenizer_config.json`
     /// (or `chat_template.jinja`), and the EOS ids of `generation_config.json`.
     public convenience init(hfFolder dir: String, vocabSize: Int) throws {
-        let tokenizer = try BPETokenizer.fromTokenizerJSON(path: dir + "/tokenizer.json")
+        let tokenizer = try BPETokenizer.fromTokenizerJSON(path: dir + "/tokenizer.json", vocabSize: vocabSize)
         var template: String? = nil
         let configPath = dir + "/tokenizer_config.json"
         if FileManager.default.fileExists(atPath: configPath) {
