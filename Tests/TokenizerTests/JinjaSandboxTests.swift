@@ -117,6 +117,48 @@ private func mutate(_ bytes: [UInt8], _ rng: inout SplitMix64) -> [UInt8] {
         #expect(e?.message.contains("parse depth limit") == true)
     }
 
+    /// Builtins whose result can be far larger than their inputs size it before building
+    /// it, and the work of builtins counts as steps: each of these ends within seconds
+    /// with a limit error (before, several built gigabytes or ran for minutes).
+    @Test(arguments: [
+        "{{ 'x'.join(['y' * 1000000] * 1000000) }}",
+        "{{ ('x' * 1000000).replace('x', 'y' * 1000000) }}",
+        "{{ ('x' * 1000000)|replace('x', 'y' * 1000000) }}",
+        "{{ ('' * 1)|replace('', 'y' * 1000000) ~ ('x' * 1000)|replace('', 'y' * 1000000) }}",
+        "{{ ('%1048576s' * 1000) % ((1,) * 1000) }}",
+        "{{ '%1048577s' % 'x' }}",
+        "{{ '%.1000000000f' % 1 }}",
+        "{{ ('{0}' * 300000).format('y' * 1000000) }}",
+        "{{ ['y' * 1000000] * 1000000 }}",
+        "{{ (['y' * 1000000] * 1000000)|string }}",
+        "{{ (['y' * 1000000] * 1000000)|join }}",
+        "{{ (['y' * 1000000] * 1000000)|tojson }}",
+        "{{ ('\"' * 1000000)|tojson }}",
+        "{{ [[[[[[[[1]]]]]]]]|tojson(indent='y' * 1000000) }}",
+        "{{ {'a': 1, 'b': 2, 'c': 3}|tojson(separators=('y' * 1000000, ': ')) }}",
+        "{{ ('\n' * 1000000)|indent(1000) }}",
+        "{{ ('\n' * 1000000)|indent('y' * 1000000) }}",
+        "{{ 'y'|center(1000000000) }}",
+        "{{ ('ŉ' * 500000).upper() }}",
+        "{{ ('&' * 1000000)|escape }}",
+        "{{ strftime_now('%A' * 200000) }}",
+        "{{ ('x' * 1000000)|list|string }}",
+        "{{ range(100000)|unique|list|length }}",
+        "{{ (['y' * 1000000] * 100000)|unique|list|length }}",
+        "{{ (['y' * 1000000] * 100000)|sort|length }}",
+        "{{ (['y' * 1000000] * 1000000) == (['y' * 1000000] * 1000000) }}",
+        "{% set big = range(100000)|list %}{% for i in range(100000) %}{% if i in big %}{% endif %}{% endfor %}",
+        "{% set s = 'y' * 1000000 %}{% for i in range(100000) %}{% if s[i] %}{% endif %}{% endfor %}",
+        "{% set s = 'y' * 1000000 %}{% for i in range(100000) %}{% if s|length %}{% endif %}{% endfor %}",
+        "{% set s = 'ab' * 500000 %}{% for i in range(100000) %}{% if s.rsplit('a', 1000000) %}{% endif %}{% endfor %}",
+        "{% set a = 'a' * 1000000 %}{% set b = 'a' * 500000 ~ 'b' %}{% for i in range(100000) %}{% if a.find(b) %}{% endif %}{% endfor %}",
+        "{% set ns = namespace(l=[]) %}{% for i in range(100000) %}{% set ns.l = ns.l + ['y' * 1000000] %}{% endfor %}",
+    ])
+    func hostileBuiltinsHitALimit(_ source: String) {
+        let e = sandboxError(source, seconds: 10)
+        #expect(e?.kind == .limit, "\(e.map { "\($0)" } ?? "no error")")
+    }
+
     @Test func deeplyNestedValuesAreRefused() {
         let e = sandboxError("{% set ns = namespace(x=1) %}{% for i in range(100000) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x }}")
         #expect(e?.kind == .limit)

@@ -48,7 +48,8 @@ public struct TemplateError: Error, CustomStringConvertible, Equatable, Sendable
 /// Bounds on what one render may cost. Every exceeded bound throws `TemplateError`
 /// of kind `.limit` naming the bound.
 public struct JinjaLimits: Sendable, Equatable {
-    /// Expression evaluations plus statement executions plus loop iterations.
+    /// Expression evaluations plus statement executions plus loop iterations, plus the
+    /// work of builtins (a step per `Interpreter.workPerStep` bytes read or built).
     public var maxSteps = 1_000_000
     /// Nesting of macro calls, and of blocks and expressions at run time.
     public var maxDepth = 200
