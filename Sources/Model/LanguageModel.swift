@@ -16,7 +16,9 @@ public final class ChatFormat {
 
     static let endOfTurnMarkers = ["<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<end_of_turn>", "<|end|>", "<|eom_id|>"]
 
-    public init(path: String, vocabSize: Int, tokenizer: BPETokenizer, templateSource: String?, extraStops: [Int] = []) throws {
+    /// `templatePath` is the file the template was read from (named in its errors; default `path`).
+    public init(path: String, vocabSize: Int, tokenizer: BPETokenizer, templateSource: String?, templatePath: String? = nil,
+                extraStops: [Int] = []) throws {
         self.path = path
         self.vocabSize = vocabSize
         self.tokenizer = tokenizer
@@ -26,7 +28,7 @@ public final class ChatFormat {
         }
         template = try templateSource.map {
             try ChatTemplate(source: $0, bosToken: tokenizer.bosId.flatMap { tokenizer.tokenText($0) },
-                             eosToken: tokenizer.eosId.flatMap { tokenizer.tokenText($0) })
+                             eosToken: tokenizer.eosId.flatMap { tokenizer.tokenText($0) }, path: templatePath ?? path)
         }
         var stops = Set(extraStops)
         if let e = tokenizer.eosId { stops.insert(e) }
@@ -45,6 +47,7 @@ public final class ChatFormat {
     public convenience init(hfFolder dir: String, vocabSize: Int) throws {
         let tokenizer = try BPETokenizer.fromTokenizerJSON(path: dir + "/tokenizer.json", vocabSize: vocabSize)
         var template: String? = nil
+        var templatePath: String? = nil
         let configPath = dir + "/tokenizer_config.json"
         if FileManager.default.fileExists(atPath: configPath) {
             let cfg = try JSONValue.parseFile(configPath)
@@ -54,8 +57,19 @@ public final class ChatFormat {
                 template = list.first { $0["name"]?.string == "default" }?["template"]?.string
             default: break
             }
+            if template != nil { templatePath = configPath }
         }
-        if template == nil, let t = try? String(contentsOfFile: dir + "/chat_template.jinja", encoding: .utf8) { template = t }
+        let jinjaPath = dir + "/chat_template.jinja"
+        if template == nil, FileManager.default.fileExists(atPath: jinjaPath) {
+            // Sized before it is read: the limit applies to the file, not to what fits in memory.
+            let file = try MappedFile(path: jinjaPath)
+            try ChatTemplate.checkSourceSize(file.count, path: jinjaPath)
+            guard let t = String(validating: UnsafeRawBufferPointer(start: file.base, count: file.count), as: UTF8.self) else {
+                throw FormatError(jinjaPath, "not valid UTF-8")
+            }
+            template = t
+            templatePath = jinjaPath
+        }
         var stops: [Int] = []
         let genPath = dir + "/generation_config.json"
         if FileManager.default.fileExists(atPath: genPath) {
@@ -66,7 +80,8 @@ public final class ChatFormat {
             default: break
             }
         }
-        try self.init(path: dir, vocabSize: vocabSize, tokenizer: tokenizer, templateSource: template, extraStops: stops)
+        try self.init(path: dir, vocabSize: vocabSize, tokenizer: tokenizer, templateSource: template, templatePath: templatePath,
+                      extraStops: stops)
     }
 
     /// Loads MODEL's text side: a GGUF path, or an embedded model's short name.
