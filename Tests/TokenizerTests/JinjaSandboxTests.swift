@@ -161,6 +161,26 @@ private func mutate(_ bytes: [UInt8], _ rng: inout SplitMix64) -> [UInt8] {
         #expect(e?.kind == .limit, "\(e.map { "\($0)" } ?? "no error")")
     }
 
+    /// Charging builtin work leaves real conversations far inside the limits: 40 turns
+    /// of 16 KB (640 KB, most of the output limit) render with every real template in a
+    /// fifth of the default steps.
+    @Test func longConversationsRenderWellWithinTheLimits() throws {
+        let dir = TemplateFixtures.templatesDir
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".jinja") }.sorted()
+        #expect(files.count >= 8)
+        let line = "Lorem ipsum dolor sit amet, consectetur adipiscing elit; ünïcödé 😀 text\n"
+        let content = String(repeating: line, count: 16_000 / line.utf8.count)
+        let messages = (0..<40).map { ChatMessage(role: $0 % 2 == 0 ? "user" : "assistant", content: content) }
+        var limits = JinjaLimits()
+        limits.maxSteps /= 5
+        for f in files {
+            var t = try ChatTemplate(source: try String(contentsOfFile: dir + "/" + f, encoding: .utf8), bosToken: "<s>", eosToken: "</s>",
+                                     limits: limits)
+            t.now = { TemplateFixtures.pinnedNow }
+            #expect(try t.render(messages: messages).utf8.count > 40 * content.utf8.count, "\(f)")
+        }
+    }
+
     @Test func deeplyNestedValuesAreRefused() {
         let e = sandboxError("{% set ns = namespace(x=1) %}{% for i in range(100000) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x }}")
         #expect(e?.kind == .limit)
