@@ -141,6 +141,10 @@ private func mutate(_ bytes: [UInt8], _ rng: inout SplitMix64) -> [UInt8] {
         "{{ ('\n' * 1000000)|indent(1000) }}",
         "{{ ('\n' * 1000000)|indent('y' * 1000000) }}",
         "{{ 'y'|center(1000000000) }}",
+        "{{ 'y'|center(9223372036854775807) }}",
+        "{{ '%9223372036854775807s' % 'x' }}",
+        "{{ '%99999999999999999999999d' % 1 }}",
+        "{{ '%.9223372036854775807f' % 1 }}",
         "{{ ('ŉ' * 500000).upper() }}",
         "{{ ('&' * 1000000)|escape }}",
         "{{ strftime_now('%A' * 200000) }}",
@@ -159,6 +163,18 @@ private func mutate(_ bytes: [UInt8], _ rng: inout SplitMix64) -> [UInt8] {
     func hostileBuiltinsHitALimit(_ source: String) {
         let e = sandboxError(source, seconds: 10)
         #expect(e?.kind == .limit, "\(e.map { "\($0)" } ?? "no error")")
+    }
+
+    /// Inputs that used to loop or build without end, with their (small) results.
+    @Test func degenerateRepetitionAndFormatsRenderQuickly() throws {
+        let start = Date()
+        for (source, expected) in [("{{ [] * 10**18 }}|{{ '' * 10**18 }}|{{ (() * 10**18)|length }}", "[]||0"),
+                                   ("{{ '%.40f' % 0.1 }}", "0.1000000000000000055511151231257827021182"),
+                                   ("{{ ('%.1000f' % 1)|length }}|{{ '%+05d|%-4x|%.3s|% d' % (-3, 255, 'abcdef', 7) }}", "1002|-0003|ff  |abc| 7")] {
+            let t = try ChatTemplate(source: source, bosToken: nil, eosToken: nil)
+            #expect(try t.render(messages: []) == expected)
+        }
+        #expect(Date().timeIntervalSince(start) < 10)
     }
 
     /// Charging builtin work leaves real conversations far inside the limits: 40 turns

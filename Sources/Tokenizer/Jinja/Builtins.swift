@@ -692,7 +692,7 @@ enum Builtins {
             let n = s.pyLength
             guard width > n else { return .string(s) }
             // The padded size first.
-            try interp.checkSize(s.utf8.count + (width - n))
+            guard width - n <= maxBytes - s.utf8.count else { throw sizeLimit(maxBytes) }
             try interp.charge(bytes: s.utf8.count + (width - n))
             let total = width - n
             let left = total / 2 + (total & width & 1)

@@ -92,9 +92,9 @@ final class Interpreter {
     func charge(bytes: Int) throws {
         guard bytes > 0 else { return }
         guard bytes / Self.workPerStep <= limits.maxSteps &- steps else { throw stepLimit() }
-        work += bytes
-        steps &+= work / Self.workPerStep
-        work %= Self.workPerStep
+        steps &+= bytes / Self.workPerStep
+        work += bytes % Self.workPerStep
+        if work >= Self.workPerStep { steps &+= 1; work -= Self.workPerStep }
         if steps > limits.maxSteps { throw stepLimit() }
     }
 

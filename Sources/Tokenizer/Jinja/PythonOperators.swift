@@ -425,17 +425,19 @@ func pyPercentFormat(_ format: String, _ args: JinjaValue, _ interp: Interpreter
     try interp.charge(bytes: format.utf8.count)
     var out = "", next = 0
     func put(_ s: String, padding: Int = 0, _ fill: Unicode.Scalar = " ", left: Bool = false) throws {
-        guard out.utf8.count + s.utf8.count + padding <= maxBytes else { throw sizeLimit(maxBytes) }
+        guard padding <= maxBytes - out.utf8.count - s.utf8.count else { throw sizeLimit(maxBytes) }
         try interp.charge(bytes: s.utf8.count + padding)
         if left { out += s }
         if padding > 0 { out += String(repeating: String(fill), count: padding) }
         if !left { out += s }
     }
-    /// A run of ASCII digits; a number past `maxBytes` is as good as infinite here.
+    /// A run of ASCII digits (saturating: a number past `maxBytes` is refused anyway).
     func number(_ i: inout Int) -> Int? {
         var n: Int? = nil
         while i < sc.count, sc[i].isASCII, sc[i].properties.numericType == .decimal {
-            n = min((n ?? 0) * 10 + Int(sc[i].value - 0x30), maxBytes + 1)
+            let (m, o1) = (n ?? 0).multipliedReportingOverflow(by: 10)
+            let (d, o2) = m.addingReportingOverflow(Int(sc[i].value - 0x30))
+            n = o1 || o2 ? Int.max : d
             i += 1
         }
         return n
@@ -488,7 +490,7 @@ func pyPercentFormat(_ format: String, _ args: JinjaValue, _ interp: Interpreter
             let d = n.asDouble
             let p = precision ?? 6
             // At most 309 integer digits, a point and `p` decimals.
-            guard out.utf8.count + p + 320 <= maxBytes else { throw sizeLimit(maxBytes) }
+            guard p <= maxBytes - out.utf8.count - 320 else { throw sizeLimit(maxBytes) }
             text = formatFixed(d.magnitude, p)
             if d.sign == .minus && !d.isNaN { sign = "-" }
             if conv == "F" { text = text.uppercased() }
