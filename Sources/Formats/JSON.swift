@@ -130,7 +130,7 @@ private struct JSONParser {
                 at += 1
                 skipSpace()
                 let v = try value(depth: depth + 1)
-                if obj[key] != nil { throw error("duplicate key \"\(key)\"") }
+                if obj[key] != nil { throw error("duplicate key \"\(key.count > 40 ? key.prefix(40) + "…" : key)\"") }
                 obj[key] = v
                 skipSpace()
                 guard at < end else { throw error("unterminated object") }

@@ -18,14 +18,20 @@ public final class ChatFormat {
 
     static let endOfTurnMarkers = ["<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<end_of_turn>", "<|end|>", "<|eom_id|>"]
 
-    public init(path: String, vocabSize: Int, contextLength: Int, tokenizer: BPETokenizer, templateSource: String?, extraStops: [Int] = []) throws {
+    /// `templatePath` is the file the template was read from (named in its errors; default `path`).
+    public init(path: String, vocabSize: Int, contextLength: Int, tokenizer: BPETokenizer, templateSource: String?, templatePath: String? = nil,
+                extraStops: [Int] = []) throws {
         self.path = path
         self.vocabSize = vocabSize
         self.contextLength = contextLength
         self.tokenizer = tokenizer
+        // Every id the tokenizer can produce must have an embedding row.
+        guard tokenizer.vocabSize <= vocabSize else {
+            throw FormatError(path, "the tokenizer has ids up to \(tokenizer.vocabSize - 1), beyond the model's vocabulary of \(vocabSize) tokens")
+        }
         template = try templateSource.map {
             try ChatTemplate(source: $0, bosToken: tokenizer.bosId.flatMap { tokenizer.tokenText($0) },
-                             eosToken: tokenizer.eosId.flatMap { tokenizer.tokenText($0) })
+                             eosToken: tokenizer.eosId.flatMap { tokenizer.tokenText($0) }, path: templatePath ?? path)
         }
         var stops = Set(extraStops)
         if let e = tokenizer.eosId { stops.insert(e) }
@@ -42,8 +48,9 @@ public final class ChatFormat {
     /// From an HF folder: `tokenizer.json`, the chat template of `tokenizer_config.json`
     /// (or `chat_template.jinja`), and the EOS ids of `generation_config.json`.
     public convenience init(hfFolder dir: String, vocabSize: Int, contextLength: Int) throws {
-        let tokenizer = try BPETokenizer.fromTokenizerJSON(path: dir + "/tokenizer.json")
+        let tokenizer = try BPETokenizer.fromTokenizerJSON(path: dir + "/tokenizer.json", vocabSize: vocabSize)
         var template: String? = nil
+        var templatePath: String? = nil
         let configPath = dir + "/tokenizer_config.json"
         if FileManager.default.fileExists(atPath: configPath) {
             let cfg = try JSONValue.parseFile(configPath)
@@ -53,10 +60,18 @@ public final class ChatFormat {
                 template = list.first { $0["name"]?.string == "default" }?["template"]?.string
             default: break
             }
+            if template != nil { templatePath = configPath }
         }
-        let templatePath = dir + "/chat_template.jinja"
-        if template == nil, FileManager.default.fileExists(atPath: templatePath) {
-            template = try MappedFile.text(templatePath, maxBytes: FileLimits.jsonBytes)
+        let jinjaPath = dir + "/chat_template.jinja"
+        if template == nil, FileManager.default.fileExists(atPath: jinjaPath) {
+            // Sized before it is read: the limit applies to the file, not to what fits in memory.
+            let file = try MappedFile(path: jinjaPath)
+            try ChatTemplate.checkSourceSize(file.count, path: jinjaPath)
+            guard let t = String(validating: UnsafeRawBufferPointer(start: file.base, count: file.count), as: UTF8.self) else {
+                throw FormatError(jinjaPath, "not valid UTF-8")
+            }
+            template = t
+            templatePath = jinjaPath
         }
         var stops: [Int] = []
         let genPath = dir + "/generation_config.json"
@@ -69,7 +84,7 @@ public final class ChatFormat {
             }
         }
         try self.init(path: dir, vocabSize: vocabSize, contextLength: contextLength, tokenizer: tokenizer,
-                      templateSource: template, extraStops: stops)
+                      templateSource: template, templatePath: templatePath, extraStops: stops)
     }
 
     /// Loads MODEL's text side: a GGUF path, or an embedded model's short name.

@@ -103,7 +103,7 @@ public struct BPETokenizer: Sendable {
             let utf8 = Array(m.utf8)
             guard let space = utf8.firstIndex(of: 0x20), space > 0, space + 1 < utf8.count,
                   !utf8[(space + 1)...].contains(0x20) else {
-                throw FormatError(source, "merge \(rank) '\(m)' is not two tokens separated by a space")
+                throw FormatError(source, "merge \(rank) '\(Self.shown(m))' is not two tokens separated by a space")
             }
             pairs.append((Array(utf8[..<space]), Array(utf8[(space + 1)...])))
         }
@@ -127,7 +127,9 @@ public struct BPETokenizer: Sendable {
         var tokens = vocab.map { $0 ?? "" }
         var hasToken = vocab.map { $0 != nil }
         for t in addedTokens {
-            guard t.id >= 0, t.id < 1 << 31 else { throw FormatError(source, "added token '\(t.content)' has id \(t.id)") }
+            guard t.id >= 0, t.id < max(vocab.count, Self.maxVocabularySize) else {
+                throw FormatError(source, "added token '\(Self.shown(t.content))' has id \(t.id), beyond the limit of \(Self.maxVocabularySize) token ids")
+            }
             guard !t.content.isEmpty else { throw FormatError(source, "added token \(t.id) is empty") }
             if t.id >= tokens.count {
                 tokens += Array(repeating: "", count: t.id + 1 - tokens.count)
@@ -161,11 +163,12 @@ public struct BPETokenizer: Sendable {
         var mergeTable: [UInt64: UInt64] = [:]
         mergeTable.reserveCapacity(mergeBytes.count)
         for (rank, (a, b)) in mergeBytes.enumerated() {
+            func shown() -> String { Self.shown(String(decoding: a, as: UTF8.self) + " " + String(decoding: b, as: UTF8.self)) }
             guard let left = modelIds[ByteKey(a)], let right = modelIds[ByteKey(b)] else {
-                throw FormatError(source, "merge \(rank) '\(String(decoding: a, as: UTF8.self)) \(String(decoding: b, as: UTF8.self))' uses a token that is not in the vocabulary")
+                throw FormatError(source, "merge \(rank) '\(shown())' uses a token that is not in the vocabulary")
             }
             guard let merged = modelIds[ByteKey(a + b)] else {
-                throw FormatError(source, "merge \(rank) '\(String(decoding: a, as: UTF8.self)) \(String(decoding: b, as: UTF8.self))' makes a token that is not in the vocabulary")
+                throw FormatError(source, "merge \(rank) '\(shown())' makes a token that is not in the vocabulary")
             }
             mergeTable[UInt64(UInt32(left)) << 32 | UInt64(UInt32(right))] = UInt64(rank) << 32 | UInt64(UInt32(merged))
         }

@@ -24,6 +24,8 @@ public struct ChatMessage: Codable, Equatable, Sendable {
 /// Parity is checked against transformers by scripts/make_template_fixtures.py.
 public struct ChatTemplate: Sendable {
     public let source: String
+    /// The file the template came from, named in every error (nil: not from a file).
+    public let path: String?
     public let bosToken: String?
     public let eosToken: String?
     public var limits: JinjaLimits
@@ -34,13 +36,30 @@ public struct ChatTemplate: Sendable {
     let nodes: [Node]
 
     /// Parses `source` once; throws `TemplateError` (kind `.syntax`, with line and
-    /// column) if it is not valid Jinja.
-    public init(source: String, bosToken: String?, eosToken: String?, limits: JinjaLimits = JinjaLimits()) throws {
+    /// column) if it is not valid Jinja, or kind `.limit` if it is longer than
+    /// `limits.maxSourceBytes`. `path` is the file it came from, for errors.
+    public init(source: String, bosToken: String?, eosToken: String?, limits: JinjaLimits = JinjaLimits(),
+                path: String? = nil) throws {
         self.source = source
+        self.path = path
         self.bosToken = bosToken
         self.eosToken = eosToken
         self.limits = limits
-        self.nodes = try JinjaParser.parse(source, limits: limits)
+        try Self.checkSourceSize(source.utf8.count, limits: limits, path: path)
+        do {
+            self.nodes = try JinjaParser.parse(source, limits: limits)
+        } catch var e as TemplateError {
+            e.path = path
+            throw e
+        }
+    }
+
+    /// Refuses a template of `bytes` bytes if it is longer than `limits.maxSourceBytes`
+    /// (called before a template file is read, too).
+    public static func checkSourceSize(_ bytes: Int, limits: JinjaLimits = JinjaLimits(), path: String?) throws {
+        guard bytes <= limits.maxSourceBytes else {
+            throw TemplateError(.limit, "the template is \(bytes) bytes, more than the limit of \(limits.maxSourceBytes)", path: path)
+        }
     }
 
     /// Renders a conversation of plain role/content messages.
@@ -64,6 +83,11 @@ public struct ChatTemplate: Sendable {
         if let eosToken { context["eos_token"] = .string(eosToken) }
         for (k, v) in extra { context[k] = v }
         let interpreter = Interpreter(limits: limits, now: now(), timeZone: timeZone)
-        return try interpreter.render(nodes, context: context)
+        do {
+            return try interpreter.render(nodes, context: context)
+        } catch var e as TemplateError {
+            e.path = path
+            throw e
+        }
     }
 }

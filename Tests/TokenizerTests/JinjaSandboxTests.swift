@@ -112,9 +112,89 @@ private func mutate(_ bytes: [UInt8], _ rng: inout SplitMix64) -> [UInt8] {
         String(repeating: "{% for x in y %}", count: 20_000) + String(repeating: "{% endfor %}", count: 20_000),
     ])
     func deeplyNestedSourceIsRefused(_ source: String) {
-        let e = sandboxError(source)
+        var limits = JinjaLimits()
+        limits.maxSourceBytes = 4 << 20   // these sources are longer than the default allows
+        let e = sandboxError(source, limits: limits)
         #expect(e?.kind == .limit)
         #expect(e?.message.contains("parse depth limit") == true)
+    }
+
+    /// Builtins whose result can be far larger than their inputs size it before building
+    /// it, and the work of builtins counts as steps: each of these ends within seconds
+    /// with a limit error (before, several built gigabytes or ran for minutes).
+    @Test(arguments: [
+        "{{ 'x'.join(['y' * 1000000] * 1000000) }}",
+        "{{ ('x' * 1000000).replace('x', 'y' * 1000000) }}",
+        "{{ ('x' * 1000000)|replace('x', 'y' * 1000000) }}",
+        "{{ ('' * 1)|replace('', 'y' * 1000000) ~ ('x' * 1000)|replace('', 'y' * 1000000) }}",
+        "{{ ('%1048576s' * 1000) % ((1,) * 1000) }}",
+        "{{ '%1048577s' % 'x' }}",
+        "{{ '%.1000000000f' % 1 }}",
+        "{{ ('{0}' * 300000).format('y' * 1000000) }}",
+        "{{ ['y' * 1000000] * 1000000 }}",
+        "{{ (['y' * 1000000] * 1000000)|string }}",
+        "{{ (['y' * 1000000] * 1000000)|join }}",
+        "{{ (['y' * 1000000] * 1000000)|tojson }}",
+        "{{ ('\"' * 1000000)|tojson }}",
+        "{{ [[[[[[[[1]]]]]]]]|tojson(indent='y' * 1000000) }}",
+        "{{ {'a': 1, 'b': 2, 'c': 3}|tojson(separators=('y' * 1000000, ': ')) }}",
+        "{{ ('\n' * 1000000)|indent(1000) }}",
+        "{{ ('\n' * 1000000)|indent('y' * 1000000) }}",
+        "{{ 'y'|center(1000000000) }}",
+        "{{ 'y'|center(9223372036854775807) }}",
+        "{{ '%9223372036854775807s' % 'x' }}",
+        "{{ '%99999999999999999999999d' % 1 }}",
+        "{{ '%.9223372036854775807f' % 1 }}",
+        "{{ ('ŉ' * 500000).upper() }}",
+        "{{ ('&' * 1000000)|escape }}",
+        "{{ strftime_now('%A' * 200000) }}",
+        "{{ ('x' * 1000000)|list|string }}",
+        "{{ range(100000)|unique|list|length }}",
+        "{{ (['y' * 1000000] * 100000)|unique|list|length }}",
+        "{{ (['y' * 1000000] * 100000)|sort|length }}",
+        "{{ (['y' * 1000000] * 1000000) == (['y' * 1000000] * 1000000) }}",
+        "{% set big = range(100000)|list %}{% for i in range(100000) %}{% if i in big %}{% endif %}{% endfor %}",
+        "{% set s = 'y' * 1000000 %}{% for i in range(100000) %}{% if s[i] %}{% endif %}{% endfor %}",
+        "{% set s = 'y' * 1000000 %}{% for i in range(100000) %}{% if s|length %}{% endif %}{% endfor %}",
+        "{% set s = 'ab' * 500000 %}{% for i in range(100000) %}{% if s.rsplit('a', 1000000) %}{% endif %}{% endfor %}",
+        "{% set a = 'a' * 1000000 %}{% set b = 'a' * 500000 ~ 'b' %}{% for i in range(100000) %}{% if a.find(b) %}{% endif %}{% endfor %}",
+        "{% set ns = namespace(l=[]) %}{% for i in range(100000) %}{% set ns.l = ns.l + ['y' * 1000000] %}{% endfor %}",
+    ])
+    func hostileBuiltinsHitALimit(_ source: String) {
+        let e = sandboxError(source, seconds: 10)
+        #expect(e?.kind == .limit, "\(e.map { "\($0)" } ?? "no error")")
+    }
+
+    /// Inputs that used to loop or build without end, with their (small) results.
+    @Test func degenerateRepetitionAndFormatsRenderQuickly() throws {
+        let start = Date()
+        for (source, expected) in [("{{ [] * 10**18 }}|{{ '' * 10**18 }}|{{ (() * 10**18)|length }}", "[]||0"),
+                                   ("{{ '%.40f' % 0.1 }}", "0.1000000000000000055511151231257827021182"),
+                                   ("{{ ('%.1000f' % 1)|length }}|{{ '%+05d|%-4x|%.3s|% d' % (-3, 255, 'abcdef', 7) }}", "1002|-0003|ff  |abc| 7")] {
+            let t = try ChatTemplate(source: source, bosToken: nil, eosToken: nil)
+            #expect(try t.render(messages: []) == expected)
+        }
+        #expect(Date().timeIntervalSince(start) < 10)
+    }
+
+    /// Charging builtin work leaves real conversations far inside the limits: 40 turns
+    /// of 16 KB (640 KB, most of the output limit) render with every real template in a
+    /// fifth of the default steps.
+    @Test func longConversationsRenderWellWithinTheLimits() throws {
+        let dir = TemplateFixtures.templatesDir
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".jinja") }.sorted()
+        #expect(files.count >= 8)
+        let line = "Lorem ipsum dolor sit amet, consectetur adipiscing elit; ünïcödé 😀 text\n"
+        let content = String(repeating: line, count: 16_000 / line.utf8.count)
+        let messages = (0..<40).map { ChatMessage(role: $0 % 2 == 0 ? "user" : "assistant", content: content) }
+        var limits = JinjaLimits()
+        limits.maxSteps /= 5
+        for f in files {
+            var t = try ChatTemplate(source: try String(contentsOfFile: dir + "/" + f, encoding: .utf8), bosToken: "<s>", eosToken: "</s>",
+                                     limits: limits)
+            t.now = { TemplateFixtures.pinnedNow }
+            #expect(try t.render(messages: messages).utf8.count > 40 * content.utf8.count, "\(f)")
+        }
     }
 
     @Test func deeplyNestedValuesAreRefused() {

@@ -183,6 +183,60 @@ func temporaryDirectory() throws -> String {
         #expect(throws: FormatError.self) { try BPETokenizer.fromTokenizerJSON(path: dir + "/missing.json") }
     }
 
+    /// The tokenizer's tables are sized by the largest id, so every id in tokenizer.json
+    /// is checked first: an id near 2^31 (vocabulary or added token), one beyond the
+    /// model's vocabulary, a negative or non-integer id, or one id for two tokens is a
+    /// FormatError naming the file (an id near 2^31 aborted, 1.5 was read as 1, and a
+    /// duplicate silently dropped a token).
+    @Test func refusesBadTokenizerJSONIds() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        func quoted(_ s: String) -> String {
+            String(decoding: try! JSONSerialization.data(withJSONObject: s, options: .fragmentsAllowed), as: UTF8.self)
+        }
+        // Written as text: JSONSerialization would not keep 1.5 apart from a token id's type.
+        func write(_ name: String, aa: String = "\(Tiny.id("aa"))", added: String = "[]") -> String {
+            let vocab = Tiny.tokens.enumerated().map { "\(quoted($1)): \($1 == "aa" ? aa : String($0))" }.joined(separator: ", ")
+            let merges = Tiny.merges.map(quoted).joined(separator: ", ")
+            let text = """
+            {"model": {"type": "BPE", "vocab": {\(vocab)}, "merges": [\(merges)]}, "normalizer": null,
+             "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "use_regex": true},
+             "decoder": {"type": "ByteLevel"}, "added_tokens": \(added)}
+            """
+            let path = dir + "/\(name).json"
+            #expect(FileManager.default.createFile(atPath: path, contents: Data(text.utf8)))
+            return path
+        }
+        let n = Tiny.tokens.count
+        // An added token repeating a vocabulary token is fine, within the model's vocabulary.
+        let ok = try BPETokenizer.fromTokenizerJSON(path: write("ok", added: #"[{"id": \#(Tiny.id("<s>")), "content": "<s>", "special": true}]"#),
+                                                    vocabSize: n)
+        #expect(ok.encode("hello<s>") == [Tiny.id("hello"), Tiny.id("<s>")])
+
+        let cases: [(path: String, vocabSize: Int?, words: [String])] = [
+            (write("huge", aa: "2147483647"), nil, ["'aa'", "2147483647", "limit of 2097152"]),
+            (write("hugeAdded", added: #"[{"id": 2147483646, "content": "<x>"}]"#), nil, ["'<x>'", "2147483646"]),
+            (write("beyondModel", added: #"[{"id": \#(n), "content": "<x>"}]"#), n, ["'<x>'", "id \(n)", "model's vocabulary of \(n) tokens"]),
+            (write("beyondModelVocab", aa: "\(n + 5)"), n, ["'aa'", "model's vocabulary"]),
+            (write("fraction", aa: "1.5"), nil, ["'aa'", "1.5", "not an integer"]),
+            (write("bool", aa: "true"), nil, ["'aa'", "not an integer"]),
+            (write("negative", aa: "-1"), nil, ["'aa'", "negative"]),
+            (write("duplicate", aa: "\(Tiny.id("he"))"), nil, ["id \(Tiny.id("he"))", "two tokens", "'he'", "'aa'"]),
+            (write("addedClash", added: #"[{"id": \#(Tiny.id("he")), "content": "<x>"}]"#), nil, ["two tokens", "'he'", "'<x>'"]),
+            (write("addedTwice", added: #"[{"id": 300, "content": "<x>"}, {"id": 300, "content": "<y>"}]"#), nil, ["two tokens", "'<x>'", "'<y>'"]),
+            (write("addedNoId", added: #"[{"content": "<x>"}]"#), nil, ["'<x>'", "no id"]),
+        ]
+        for c in cases {
+            do {
+                _ = try BPETokenizer.fromTokenizerJSON(path: c.path, vocabSize: c.vocabSize)
+                Issue.record("\(c.path) should be refused")
+            } catch let e as FormatError {
+                #expect(e.path == c.path)
+                for w in c.words { #expect(e.problem.contains(w), "\(e.problem) should mention \(w)") }
+            }
+        }
+    }
+
     /// Ids outside the vocabulary are skipped, as `tokenizers` does; never a crash.
     @Test func oddIdsAndText() throws {
         let tok = try Fixtures.tokenizer("qwen")

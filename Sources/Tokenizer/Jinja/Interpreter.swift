@@ -70,8 +70,75 @@ final class Interpreter {
 
     private func tick() throws {
         steps &+= 1
-        if steps > limits.maxSteps {
-            throw TemplateError(.limit, "render took more than the step limit (\(limits.maxSteps) steps)")
+        if steps > limits.maxSteps { throw stepLimit() }
+    }
+
+    private func stepLimit() -> TemplateError {
+        TemplateError(.limit, "render took more than the step limit (\(limits.maxSteps) steps)")
+    }
+
+    /// Builtin work (bytes read or built, items visited or compared) counts toward the
+    /// step limit at this rate, so a call on a large value costs in proportion to its
+    /// size. 32 bytes of the slower string work (case mapping, escaping) take about as
+    /// long as one interpreter step; a render may then do at most 32 MB of builtin work,
+    /// which real templates, touching each message a few times, stay far below.
+    static let workPerStep = 32
+    /// The work of one list item, dict entry or value compared, in bytes.
+    static let workPerItem = 8
+    /// Work not yet amounting to a whole step.
+    private var work = 0
+
+    /// Charges `bytes` of builtin work.
+    func charge(bytes: Int) throws {
+        guard bytes > 0 else { return }
+        guard bytes / Self.workPerStep <= limits.maxSteps &- steps else { throw stepLimit() }
+        steps &+= bytes / Self.workPerStep
+        work += bytes % Self.workPerStep
+        if work >= Self.workPerStep { steps &+= 1; work -= Self.workPerStep }
+        if steps > limits.maxSteps { throw stepLimit() }
+    }
+
+    /// Charges the work of visiting `items` values.
+    func charge(items: Int) throws {
+        let (bytes, o) = items.multipliedReportingOverflow(by: Self.workPerItem)
+        if o { throw stepLimit() }
+        try charge(bytes: bytes)
+    }
+
+    /// Throws the output size error unless a result of `size` bytes (or items) fits: called
+    /// with the size of a result before it is built.
+    func checkSize(_ size: Int) throws {
+        if size > limits.maxOutputBytes { throw sizeLimit(limits.maxOutputBytes) }
+    }
+
+    /// `a + b`, sized before it is built and charged.
+    func concatenated(_ a: String, _ b: String) throws -> String {
+        try checkSize(a.utf8.count + b.utf8.count)
+        try charge(bytes: a.utf8.count + b.utf8.count)
+        return a + b
+    }
+
+    /// `d[key]`, charged by the keys a lookup compares (dicts are scanned, not hashed).
+    func lookup(_ d: JinjaDict, _ key: JinjaValue) throws -> JinjaValue? {
+        try index(d, key).map { d.values[$0] }
+    }
+
+    /// `d[key] = value`, charged like `lookup`.
+    func store(_ d: inout JinjaDict, _ key: JinjaValue, _ value: JinjaValue) throws {
+        d.set(value, for: key, at: try index(d, key))
+    }
+
+    private func index(_ d: JinjaDict, _ key: JinjaValue) throws -> Int? {
+        if case .string(let s) = key.unmarked {
+            // Comparing with each key reads at most the key's bytes.
+            let (w, o) = d.count.multipliedReportingOverflow(by: Self.workPerItem + s.utf8.count)
+            if o { throw stepLimit() }
+            try charge(bytes: w)
+            return d.index(of: key)
+        }
+        return try d.index(of: key) { a, b in
+            try charge(items: 1)
+            return try pyEqual(a, b, self)
         }
     }
 
@@ -84,11 +151,15 @@ final class Interpreter {
     }
 
     private func write(_ s: String) throws {
-        output += s
-        if output.utf8.count > limits.maxOutputBytes {
+        if output.utf8.count + s.utf8.count > limits.maxOutputBytes {
             throw TemplateError(.limit, "output exceeds the output size limit (\(limits.maxOutputBytes) bytes)")
         }
+        try charge(bytes: s.utf8.count)
+        output += s
     }
+
+    /// Python `str(v)` within the output size limit.
+    func str(_ v: JinjaValue) throws -> String { try v.pyStr(maxBytes: limits.maxOutputBytes) }
 
     /// Runs `body` writing into a fresh buffer and returns what it wrote.
     private func capture(_ body: () throws -> Void) throws -> String {
@@ -132,7 +203,7 @@ final class Interpreter {
         case .text(let s):
             try write(s)
         case .output(let e):
-            try write(try eval(e, scope).pyStr)
+            try write(try str(try eval(e, scope)))
         case .ifChain(let branches, let otherwise):
             for (test, body) in branches where try eval(test, scope).truthy {
                 return try exec(body, scope)
@@ -157,10 +228,10 @@ final class Interpreter {
             let a = try args.map { try eval($0, scope) }
             var kw = try kwargs.map { ($0.0, try eval($0.1, scope)) }
             kw.append(("caller", .callable(caller)))
-            try write(try callValue(f, a, kw).pyStr)
+            try write(try str(try callValue(f, a, kw)))
         case .filterBlock(let filter, let body):
             let text = try capture { _ = try exec(body, Scope(parent: scope)) }
-            try write(try applyFilterChain(filter, to: .string(text), scope).pyStr)
+            try write(try str(try applyFilterChain(filter, to: .string(text), scope)))
         case .with(let bindings, let body):
             let inner = Scope(parent: scope)
             for (target, e) in bindings { try assign(target, try eval(e, scope), inner) }
@@ -177,7 +248,7 @@ final class Interpreter {
 
     private func execFor(_ target: Target, _ iterable: Expr, _ condition: Expr?, _ body: [Node], _ otherwise: [Node],
                          _ scope: Scope) throws -> Flow {
-        var items = try pyIterate(try eval(iterable, scope))
+        var items = try pyIterate(try eval(iterable, scope), self)
         if let condition {
             // The inline `if` filters before loop.index/length are computed.
             var kept: [JinjaValue] = []
@@ -229,7 +300,7 @@ final class Interpreter {
         case .name(let n):
             scope.vars[n] = value
         case .tuple(let targets):
-            let items = try pyIterate(value)
+            let items = try pyIterate(value, self)
             if items.count < targets.count {
                 throw runtimeError("not enough values to unpack (expected \(targets.count), got \(items.count))")
             }
@@ -239,7 +310,7 @@ final class Interpreter {
             guard case .namespace(let ns)? = scope.lookup(name) else {
                 throw runtimeError("cannot assign attribute on non-namespace object")
             }
-            ns.attributes[attribute] = value
+            try store(&ns.attributes, .string(attribute), value)
         }
     }
 
@@ -306,17 +377,17 @@ final class Interpreter {
                 case .list, .dict, .generator: throw runtimeError("unhashable type: '\(key.typeName)'")
                 default: break
                 }
-                d[key] = try eval(v, scope)
+                try store(&d, key, try eval(v, scope))
             }
             return try checkedDepth(.dict(d))
         case .getattr(let obj, let name):
-            return try Builtins.getAttribute(try eval(obj, scope), name)
+            return try Builtins.getAttribute(try eval(obj, scope), name, self)
         case .getitem(let obj, .slice(let start, let stop, let step)):
             let v = try eval(obj, scope)
             return try slice(v, try start.map { try eval($0, scope) }, try stop.map { try eval($0, scope) },
                              try step.map { try eval($0, scope) })
         case .getitem(let obj, let index):
-            return try Builtins.getItem(try eval(obj, scope), try eval(index, scope))
+            return try Builtins.getItem(try eval(obj, scope), try eval(index, scope), self)
         case .slice:
             throw runtimeError("slice outside of a subscript")
         case .call(let callee, let args, let kwargs):
@@ -359,19 +430,21 @@ final class Interpreter {
             let l = try eval(a, scope)
             return l.truthy ? l : try eval(b, scope)
         case .binary(let op, let a, let b):
-            return try pyArithmetic(op, try eval(a, scope), try eval(b, scope), maxBytes: limits.maxOutputBytes)
+            return try pyArithmetic(op, try eval(a, scope), try eval(b, scope), self)
         case .concat(let parts):
             var s = ""
             for p in parts {
-                s += try eval(p, scope).pyStr
-                if s.utf8.count > limits.maxOutputBytes { throw sizeLimit(limits.maxOutputBytes) }
+                let piece = try str(try eval(p, scope))
+                try checkSize(s.utf8.count + piece.utf8.count)
+                try charge(bytes: piece.utf8.count)
+                s += piece
             }
             return .string(s)
         case .compare(let first, let ops):
             var left = try eval(first, scope)
             for (op, e) in ops {
                 let right = try eval(e, scope)
-                if try !pyCompare(op, left, right) { return .bool(false) }
+                if try !pyCompare(op, left, right, self) { return .bool(false) }
                 left = right
             }
             return .bool(true)
@@ -449,6 +522,7 @@ final class Interpreter {
         case .dict: throw runtimeError("unhashable type: 'slice'")
         default: throw runtimeError("'\(v.typeName)' object is not subscriptable")
         }
+        try charge(bytes: v.workSize)
         func pick<T>(_ items: [T]) -> [T] {
             let n = items.count
             func clamp(_ x: Int?, _ def: Int, _ lower: Int, _ upper: Int) -> Int {

@@ -1,3 +1,5 @@
+import Foundation
+
 /// JSON in and out of template values, both the way Python's `json` module does it:
 /// parsing keeps object key order and the int/float distinction, and `tojson` follows
 /// `json.dumps(x, ensure_ascii=False, indent=..., separators=..., sort_keys=...)`.
@@ -19,7 +21,10 @@ extension JinjaValue {
         var options = JSONOptions()
         options.indent = indent
         options.sortKeys = sortKeys
-        try writeJSON(self, &out, options, level: 0)
+        var unbounded = JinjaLimits()
+        unbounded.maxSteps = .max
+        unbounded.maxOutputBytes = .max
+        try writeJSON(self, &out, options, level: 0, Interpreter(limits: unbounded, now: Date(), timeZone: .current))
         return out
     }
 }
@@ -176,10 +181,12 @@ private func jsonFloat(_ d: Double) -> String {
     return pyFloatRepr(d)
 }
 
-/// A JSON string literal as Python's json encoder writes it.
-func jsonQuote(_ s: String, ensureASCII: Bool) -> String {
-    var out = "\""
+/// A JSON string literal as Python's json encoder writes it, appended to `out`; refused
+/// once `out` passes `maxBytes` (escapes make it up to twelve times longer than `s`).
+func jsonQuote(_ s: String, into out: inout String, ensureASCII: Bool, maxBytes: Int) throws {
+    out += "\""
     for c in s.unicodeScalars {
+        if out.utf8.count > maxBytes { throw jsonSizeLimit(maxBytes) }
         switch c {
         case "\"": out += "\\\""
         case "\\": out += "\\\\"
@@ -205,46 +212,61 @@ func jsonQuote(_ s: String, ensureASCII: Bool) -> String {
             }
         }
     }
-    return out + "\""
+    out += "\""
+    if out.utf8.count > maxBytes { throw jsonSizeLimit(maxBytes) }
 }
 
-func writeJSON(_ v: JinjaValue, _ out: inout String, _ o: JSONOptions, level: Int) throws {
+private func jsonSizeLimit(_ maxBytes: Int) -> TemplateError {
+    TemplateError(.limit, "tojson output exceeds the output size limit (\(maxBytes) bytes)")
+}
+
+/// Writes `v` as JSON; the text is refused once it passes `o.maxBytes` (each piece is
+/// checked before it is appended), and sorting keys is charged to `interp`.
+func writeJSON(_ v: JinjaValue, _ out: inout String, _ o: JSONOptions, level: Int, _ interp: Interpreter) throws {
     guard level < 256 else { throw TemplateError(.runtime, "tojson: value nested too deeply") }
-    guard out.utf8.count <= o.maxBytes else {
-        throw TemplateError(.limit, "tojson output exceeds the output size limit (\(o.maxBytes) bytes)")
+    func put(_ s: String) throws {
+        guard out.utf8.count + s.utf8.count <= o.maxBytes else { throw jsonSizeLimit(o.maxBytes) }
+        out += s
     }
     let v = v.unmarked
     let itemSep = o.itemSeparator ?? (o.indent == nil ? ", " : ",")
-    func newline(_ l: Int) {
+    func newline(_ l: Int) throws {
         if let ind = o.indent {
+            let (size, overflow) = ind.utf8.count.multipliedReportingOverflow(by: l)
+            guard !overflow, out.utf8.count + 1 + size <= o.maxBytes else { throw jsonSizeLimit(o.maxBytes) }
             out += "\n"
             for _ in 0..<l { out += ind }
         }
     }
     switch v {
-    case .none: out += "null"
-    case .bool(let b): out += b ? "true" : "false"
-    case .int(let i): out += String(i)
-    case .float(let d): out += jsonFloat(d)
-    case .string(let s): out += jsonQuote(s, ensureASCII: o.ensureASCII)
+    case .none: try put("null")
+    case .bool(let b): try put(b ? "true" : "false")
+    case .int(let i): try put(String(i))
+    case .float(let d): try put(jsonFloat(d))
+    case .string(let s): try jsonQuote(s, into: &out, ensureASCII: o.ensureASCII, maxBytes: o.maxBytes)
     case .list(let items), .tuple(let items):
-        if items.isEmpty { out += "[]"; return }
-        out += "["
+        if items.isEmpty { try put("[]"); return }
+        try put("[")
         for (n, item) in items.enumerated() {
-            if n > 0 { out += itemSep }
-            newline(level + 1)
-            try writeJSON(item, &out, o, level: level + 1)
+            if n > 0 { try put(itemSep) }
+            try newline(level + 1)
+            try writeJSON(item, &out, o, level: level + 1, interp)
         }
-        newline(level)
-        out += "]"
+        try newline(level)
+        try put("]")
     case .dict(let d):
-        if d.isEmpty { out += "{}"; return }
+        if d.isEmpty { try put("{}"); return }
         var pairs = d.pairs
-        if o.sortKeys { pairs = try stableSorted(pairs) { try pyLess($0.0, $1.0) } }
-        out += "{"
+        if o.sortKeys {
+            pairs = try stableSorted(pairs) {
+                try interp.charge(items: 1)
+                return try pyLess($0.0, $1.0, interp)
+            }
+        }
+        try put("{")
         for (n, (k, item)) in pairs.enumerated() {
-            if n > 0 { out += itemSep }
-            newline(level + 1)
+            if n > 0 { try put(itemSep) }
+            try newline(level + 1)
             let key: String
             switch k {
             case .string(let s): key = s
@@ -254,11 +276,12 @@ func writeJSON(_ v: JinjaValue, _ out: inout String, _ o: JSONOptions, level: In
             case .none: key = "null"
             default: throw TemplateError(.runtime, "keys must be str, int, float, bool or None, not \(k.typeName)")
             }
-            out += jsonQuote(key, ensureASCII: o.ensureASCII) + o.keySeparator
-            try writeJSON(item, &out, o, level: level + 1)
+            try jsonQuote(key, into: &out, ensureASCII: o.ensureASCII, maxBytes: o.maxBytes)
+            try put(o.keySeparator)
+            try writeJSON(item, &out, o, level: level + 1, interp)
         }
-        newline(level)
-        out += "}"
+        try newline(level)
+        try put("}")
     default:
         throw TemplateError(.runtime, "Object of type \(v.typeName) is not JSON serializable")
     }

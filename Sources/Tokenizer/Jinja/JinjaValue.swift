@@ -147,6 +147,11 @@ public struct JinjaDict: Sendable, Equatable {
     public var isEmpty: Bool { keys.isEmpty }
 
     func index(of key: JinjaValue) -> Int? {
+        index(of: key) { $0 == $1 }
+    }
+
+    /// The index of `key`, comparing non-string keys with `equal`.
+    func index(of key: JinjaValue, equal: (JinjaValue, JinjaValue) throws -> Bool) rethrows -> Int? {
         if case .string(let s) = key.unmarked {
             var i = 0
             while i < keys.count {
@@ -155,7 +160,13 @@ public struct JinjaDict: Sendable, Equatable {
             }
             return nil
         }
-        return keys.firstIndex(of: key)
+        for i in keys.indices where try equal(keys[i], key) { return i }
+        return nil
+    }
+
+    /// Replaces the value at `index`, or appends the pair when `index` is nil.
+    mutating func set(_ value: JinjaValue, for key: JinjaValue, at index: Int?) {
+        if let index { values[index] = value } else { keys.append(key.unmarked); values.append(value) }
     }
 
     public subscript(key: JinjaValue) -> JinjaValue? {
@@ -186,8 +197,7 @@ public struct JinjaDict: Sendable, Equatable {
 /// Python string equality: the same code points. (Swift's `==` also equates canonically
 /// equivalent strings, such as "é" and "e\u{301}", which Python keeps apart.)
 func sameCodePoints(_ a: String, _ b: String) -> Bool {
-    guard a == b else { return false }
-    return a.utf8.count == b.utf8.count && a.unicodeScalars.elementsEqual(b.unicodeScalars)
+    a.utf8.count == b.utf8.count && a.utf8.elementsEqual(b.utf8)
 }
 
 /// jinja2's `namespace()`: the one mutable object templates can change (`set ns.x = ...`).

@@ -6,38 +6,74 @@ import Foundation
 func runtimeError(_ message: String) -> TemplateError { TemplateError(.runtime, message) }
 
 extension JinjaValue {
-    /// Python `str(x)`, which is what `{{ x }}` and `~` print.
-    var pyStr: String {
+    /// Python `str(x)`, which is what `{{ x }}` and `~` print. A container's text is
+    /// refused once it passes `maxBytes` (a list can hold the same long string many
+    /// times over, so its text can be far larger than the memory it takes).
+    func pyStr(maxBytes: Int) throws -> String {
         switch self {
         case .undefined: return ""
         case .string(let s), .markup(let s): return s
-        default: return pyReprValue
+        default: return try pyRepr(maxBytes: maxBytes)
         }
     }
 
-    /// Python `repr(x)`, used for items inside printed lists and dicts.
-    var pyReprValue: String { repr(level: 0) }
+    /// Python `repr(x)`, used for items inside printed lists and dicts, bounded as `pyStr`.
+    func pyRepr(maxBytes: Int) throws -> String {
+        var out = ""
+        try repr(into: &out, level: 0, maxBytes: maxBytes)
+        return out
+    }
+
+    /// A repr for error messages, cut after about 100 bytes.
+    var shortRepr: String {
+        var out = ""
+        do { try repr(into: &out, level: 0, maxBytes: 100) } catch { out = String(decoding: out.utf8.prefix(100), as: UTF8.self) + "..." }
+        return out
+    }
 
     /// Namespaces can contain themselves, so printing stops descending at a fixed depth
     /// (Python prints `{...}` for a cycle).
-    private func repr(level: Int) -> String {
-        if level > 512 { return "..." }
+    private func repr(into out: inout String, level: Int, maxBytes: Int) throws {
+        func put(_ s: String) throws {
+            out += s
+            if out.utf8.count > maxBytes { throw sizeLimit(maxBytes) }
+        }
+        if level > 512 { try put("..."); return }
         switch self {
-        case .undefined: return "Undefined"
-        case .none: return "None"
-        case .bool(let b): return b ? "True" : "False"
-        case .int(let i): return String(i)
-        case .float(let d): return pyFloatRepr(d)
-        case .string(let s): return pyRepr(s)
-        case .markup(let s): return "Markup(" + pyRepr(s) + ")"
-        case .list(let items): return "[" + items.map { $0.repr(level: level + 1) }.joined(separator: ", ") + "]"
-        case .tuple(let items):
-            return "(" + items.map { $0.repr(level: level + 1) }.joined(separator: ", ") + (items.count == 1 ? ",)" : ")")
+        case .undefined: try put("Undefined")
+        case .none: try put("None")
+        case .bool(let b): try put(b ? "True" : "False")
+        case .int(let i): try put(String(i))
+        case .float(let d): try put(pyFloatRepr(d))
+        case .string(let s): try appendPyRepr(s, into: &out, maxBytes: maxBytes)
+        case .markup(let s):
+            try put("Markup(")
+            try appendPyRepr(s, into: &out, maxBytes: maxBytes)
+            try put(")")
+        case .list(let items), .tuple(let items):
+            let isTuple: Bool
+            if case .tuple = self { isTuple = true } else { isTuple = false }
+            try put(isTuple ? "(" : "[")
+            for (n, item) in items.enumerated() {
+                if n > 0 { try put(", ") }
+                try item.repr(into: &out, level: level + 1, maxBytes: maxBytes)
+            }
+            try put(isTuple ? (items.count == 1 ? ",)" : ")") : "]")
         case .dict(let d):
-            return "{" + d.pairs.map { $0.0.repr(level: level + 1) + ": " + $0.1.repr(level: level + 1) }.joined(separator: ", ") + "}"
-        case .generator: return "<generator object>"
-        case .namespace(let ns): return "<Namespace " + JinjaValue.dict(ns.attributes).repr(level: level + 1) + ">"
-        case .callable(let c): return "<function \(c.name)>"
+            try put("{")
+            for n in 0..<d.count {
+                if n > 0 { try put(", ") }
+                try d.keys[n].repr(into: &out, level: level + 1, maxBytes: maxBytes)
+                try put(": ")
+                try d.values[n].repr(into: &out, level: level + 1, maxBytes: maxBytes)
+            }
+            try put("}")
+        case .generator: try put("<generator object>")
+        case .namespace(let ns):
+            try put("<Namespace ")
+            try JinjaValue.dict(ns.attributes).repr(into: &out, level: level + 1, maxBytes: maxBytes)
+            try put(">")
+        case .callable(let c): try put("<function \(c.name)>")
         }
     }
 
@@ -46,38 +82,87 @@ extension JinjaValue {
     func failIfUndefined() throws {
         if case .undefined(let message) = self { throw runtimeError(message) }
     }
+
+    /// The size that the work of handling this value grows with: bytes of a string,
+    /// items of a container (their own contents are charged as they are visited).
+    var workSize: Int {
+        switch self {
+        case .string(let s), .markup(let s): return s.utf8.count
+        case .list(let items), .tuple(let items), .generator(let items): return items.count * Interpreter.workPerItem
+        case .dict(let d): return d.count * Interpreter.workPerItem
+        default: return Interpreter.workPerItem
+        }
+    }
 }
 
 /// The elements a Python `for` loop would see: list items, dict keys, string characters.
-func pyIterate(_ v: JinjaValue) throws -> [JinjaValue] {
+/// Charged by their number (a string's characters are made here).
+func pyIterate(_ v: JinjaValue, _ interp: Interpreter) throws -> [JinjaValue] {
     switch v.unmarked {
-    case .list(let items), .tuple(let items), .generator(let items): return items
-    case .dict(let d): return d.keys
-    case .string(let s): return s.unicodeScalars.map { .string(String($0)) }
+    case .list(let items), .tuple(let items), .generator(let items):
+        try interp.charge(items: items.count)
+        return items
+    case .dict(let d):
+        try interp.charge(items: d.count)
+        return d.keys
+    case .string(let s):
+        try interp.charge(items: s.utf8.count)
+        return s.unicodeScalars.map { .string(String($0)) }
     case .undefined: return []
     default: throw runtimeError("'\(v.typeName)' object is not iterable")
     }
 }
 
-/// Python `len()`.
-func pyLen(_ v: JinjaValue) throws -> Int {
+/// Python `len()` (a string's length is counted, so it is charged).
+func pyLen(_ v: JinjaValue, _ interp: Interpreter) throws -> Int {
     switch v.unmarked {
     case .list(let items), .tuple(let items): return items.count
     case .dict(let d): return d.count
-    case .string(let s): return s.pyLength
+    case .string(let s):
+        try interp.charge(bytes: s.utf8.count)
+        return s.pyLength
     case .undefined: return 0
     default: throw runtimeError("object of type '\(v.typeName)' has no len()")
     }
 }
 
-/// Python `<`; mixed types raise as in Python.
-func pyLess(_ a: JinjaValue, _ b: JinjaValue) throws -> Bool {
+/// Python `==`, charging the items and bytes it compares (the same long string can
+/// sit in a list many times over, so one comparison can be long).
+func pyEqual(_ a: JinjaValue, _ b: JinjaValue, _ interp: Interpreter) throws -> Bool {
+    let a = a.unmarked, b = b.unmarked
+    switch (a, b) {
+    case (.string(let x), .string(let y)):
+        guard x.utf8.count == y.utf8.count else { return false }
+        try interp.charge(bytes: x.utf8.count)
+        return x.utf8.elementsEqual(y.utf8)
+    case (.list(let x), .list(let y)), (.tuple(let x), .tuple(let y)):
+        guard x.count == y.count else { return false }
+        try interp.charge(items: x.count)
+        for (p, q) in zip(x, y) where try !pyEqual(p, q, interp) { return false }
+        return true
+    case (.dict(let x), .dict(let y)):
+        guard x.count == y.count else { return false }
+        for (k, v) in zip(x.keys, x.values) {
+            guard let w = try interp.lookup(y, k), try pyEqual(v, w, interp) else { return false }
+        }
+        return true
+    default:
+        return a == b
+    }
+}
+
+/// Python `<`; mixed types raise as in Python. Charged like `pyEqual`.
+func pyLess(_ a: JinjaValue, _ b: JinjaValue, _ interp: Interpreter) throws -> Bool {
     let a = a.unmarked, b = b.unmarked
     try a.failIfUndefined(); try b.failIfUndefined()
     switch (a, b) {
-    case (.string(let x), .string(let y)): return pyStringLess(x, y)
+    case (.string(let x), .string(let y)):
+        // UTF-8 byte order is code-point order.
+        try interp.charge(bytes: min(x.utf8.count, y.utf8.count))
+        return x.utf8.lexicographicallyPrecedes(y.utf8)
     case (.list(let x), .list(let y)), (.tuple(let x), .tuple(let y)):
-        for (p, q) in zip(x, y) where p != q { return try pyLess(p, q) }
+        try interp.charge(items: min(x.count, y.count))
+        for (p, q) in zip(x, y) where try !pyEqual(p, q, interp) { return try pyLess(p, q, interp) }
         return x.count < y.count
     default:
         if let x = a.numeric, let y = b.numeric {
@@ -93,22 +178,22 @@ func pyLess(_ a: JinjaValue, _ b: JinjaValue) throws -> Bool {
     }
 }
 
-func pyCompare(_ op: String, _ a: JinjaValue, _ b: JinjaValue) throws -> Bool {
+func pyCompare(_ op: String, _ a: JinjaValue, _ b: JinjaValue, _ interp: Interpreter) throws -> Bool {
     switch op {
-    case "==": return a == b
-    case "!=": return a != b
-    case "<": return try pyLess(a, b)
-    case ">": return try pyLess(b, a)
-    case "<=": return try pyLess(a, b) || a == b
-    case ">=": return try pyLess(b, a) || a == b
-    case "in": return try pyIn(a, b)
-    case "notin": return try !pyIn(a, b)
+    case "==": return try pyEqual(a, b, interp)
+    case "!=": return try !pyEqual(a, b, interp)
+    case "<": return try pyLess(a, b, interp)
+    case ">": return try pyLess(b, a, interp)
+    case "<=": return try pyLess(a, b, interp) || pyEqual(a, b, interp)
+    case ">=": return try pyLess(b, a, interp) || pyEqual(a, b, interp)
+    case "in": return try pyIn(a, b, interp)
+    case "notin": return try !pyIn(a, b, interp)
     default: throw runtimeError("unknown comparison \(op)")
     }
 }
 
 /// Python `item in container`.
-func pyIn(_ item: JinjaValue, _ container: JinjaValue) throws -> Bool {
+func pyIn(_ item: JinjaValue, _ container: JinjaValue, _ interp: Interpreter) throws -> Bool {
     let item = item.unmarked
     switch container.unmarked {
     case .string(let s):
@@ -116,12 +201,18 @@ func pyIn(_ item: JinjaValue, _ container: JinjaValue) throws -> Bool {
             if case .undefined(let m) = item { throw runtimeError(m) }
             throw runtimeError("'in <string>' requires string as left operand, not \(item.typeName)")
         }
+        try interp.charge(bytes: s.utf8.count + sub.utf8.count)
         return pyContains(s, sub)
-    case .list(let items), .tuple(let items), .generator(let items): return items.contains(item)
+    case .list(let items), .tuple(let items), .generator(let items):
+        for x in items {
+            try interp.charge(items: 1)
+            if try pyEqual(x, item, interp) { return true }
+        }
+        return false
     case .dict(let d):
         if case .list = item { throw runtimeError("unhashable type: 'list'") }
         if case .dict = item { throw runtimeError("unhashable type: 'dict'") }
-        return d.index(of: item) != nil
+        return try interp.lookup(d, item) != nil
     case .undefined: return false
     default: throw runtimeError("argument of type '\(container.typeName)' is not iterable")
     }
@@ -171,29 +262,31 @@ private func floatMod(_ a: Double, _ b: Double) throws -> Double {
     return r
 }
 
-/// Python's binary arithmetic. `maxBytes` bounds strings and lists built by + and *.
-func pyArithmetic(_ op: String, _ a: JinjaValue, _ b: JinjaValue, maxBytes: Int) throws -> JinjaValue {
+/// Python's binary arithmetic. Strings and lists built by + and * are sized (and
+/// refused past the output size limit) before they are built, and charged as work.
+func pyArithmetic(_ op: String, _ a: JinjaValue, _ b: JinjaValue, _ interp: Interpreter) throws -> JinjaValue {
+    let maxBytes = interp.limits.maxOutputBytes
     switch (op, a, b) {
-    case ("+", .markup(let x), .markup(let y)): return .markup(try sizeChecked(x + y, maxBytes))
-    case ("+", .markup(let x), .string(let y)): return .markup(try sizeChecked(x + htmlEscape(y), maxBytes))
-    case ("+", .string(let x), .markup(let y)): return .markup(try sizeChecked(htmlEscape(x) + y, maxBytes))
+    case ("+", .markup(let x), .markup(let y)): return .markup(try interp.concatenated(x, y))
+    case ("+", .markup(let x), .string(let y)): return .markup(try interp.concatenated(x, try htmlEscape(y, maxBytes: maxBytes)))
+    case ("+", .string(let x), .markup(let y)): return .markup(try interp.concatenated(try htmlEscape(x, maxBytes: maxBytes), y))
     case ("%", .markup(let format), _):
         // Markup % args escapes the arguments.
-        func escaped(_ v: JinjaValue) -> JinjaValue {
-            if case .string(let s) = v { return .markup(htmlEscape(s)) }
+        func escaped(_ v: JinjaValue) throws -> JinjaValue {
+            if case .string(let s) = v { return .markup(try htmlEscape(s, maxBytes: maxBytes)) }
             return v
         }
         let args: JinjaValue
-        if case .tuple(let items) = b { args = .tuple(items.map(escaped)) } else { args = escaped(b) }
-        return .markup(try pyPercentFormat(format, args))
+        if case .tuple(let items) = b { args = .tuple(try items.map(escaped)) } else { args = try escaped(b) }
+        return .markup(try pyPercentFormat(format, args, interp))
     case ("*", .markup, _), ("*", _, .markup):
-        let r = try pyArithmetic(op, a.unmarked, b.unmarked, maxBytes: maxBytes)
+        let r = try pyArithmetic(op, a.unmarked, b.unmarked, interp)
         if case .string(let s) = r { return .markup(s) }
         return r
     default: break
     }
     let a = a.unmarked, b = b.unmarked
-    if op == "%", case .string(let format) = a { return .string(try pyPercentFormat(format, b)) }
+    if op == "%", case .string(let format) = a { return .string(try pyPercentFormat(format, b, interp)) }
     try a.failIfUndefined(); try b.failIfUndefined()
     if let x = a.numeric, let y = b.numeric {
         switch (x, y) {
@@ -245,13 +338,14 @@ func pyArithmetic(_ op: String, _ a: JinjaValue, _ b: JinjaValue, maxBytes: Int)
     }
     switch (op, a, b) {
     case ("+", .string(let s), .string(let t)):
-        guard s.utf8.count + t.utf8.count <= maxBytes else { throw sizeLimit(maxBytes) }
-        return .string(s + t)
+        return .string(try interp.concatenated(s, t))
     case ("+", .list(let s), .list(let t)):
-        guard s.count + t.count <= maxBytes else { throw sizeLimit(maxBytes) }
+        try interp.checkSize(s.count + t.count)
+        try interp.charge(items: s.count + t.count)
         return .list(s + t)
     case ("+", .tuple(let s), .tuple(let t)):
-        guard s.count + t.count <= maxBytes else { throw sizeLimit(maxBytes) }
+        try interp.checkSize(s.count + t.count)
+        try interp.charge(items: s.count + t.count)
         return .tuple(s + t)
     case ("+", .string, _): throw runtimeError("can only concatenate str (not \"\(b.typeName)\") to str")
     case ("+", .list, _): throw runtimeError("can only concatenate list (not \"\(b.typeName)\") to list")
@@ -265,12 +359,19 @@ func pyArithmetic(_ op: String, _ a: JinjaValue, _ b: JinjaValue, maxBytes: Int)
         case .string(let s):
             let (total, o) = s.utf8.count.multipliedReportingOverflow(by: count)
             guard !o, total <= maxBytes else { throw sizeLimit(maxBytes) }
-            return .string(String(repeating: s, count: count))
+            try interp.charge(bytes: total)
+            // By doubling: a copy per doubling rather than an append per repetition.
+            var bytes = Array(s.utf8)
+            bytes.reserveCapacity(total)
+            while bytes.count < total { bytes.append(contentsOf: bytes[..<min(bytes.count, total - bytes.count)]) }
+            return .string(count == 0 ? "" : String(decoding: bytes, as: UTF8.self))
         case .list(let items), .tuple(let items):
             let (total, o) = items.count.multipliedReportingOverflow(by: count)
             guard !o, total <= maxBytes else { throw sizeLimit(maxBytes) }
+            try interp.charge(items: total)
             var out: [JinjaValue] = []
-            for _ in 0..<count { out.append(contentsOf: items) }
+            out.reserveCapacity(total)
+            if !items.isEmpty { for _ in 0..<count { out.append(contentsOf: items) } }
             if case .tuple = seq { return .tuple(out) }
             return .list(out)
         default: break
@@ -280,13 +381,9 @@ func pyArithmetic(_ op: String, _ a: JinjaValue, _ b: JinjaValue, maxBytes: Int)
     throw operandError(op, a, b)
 }
 
-private func sizeChecked(_ s: String, _ maxBytes: Int) throws -> String {
-    guard s.utf8.count <= maxBytes else { throw sizeLimit(maxBytes) }
-    return s
-}
-
-/// markupsafe.escape for a plain string.
-func htmlEscape(_ s: String) -> String {
+/// markupsafe.escape for a plain string, refused once it passes `maxBytes` (an escape
+/// is up to five times longer than the character).
+func htmlEscape(_ s: String, maxBytes: Int) throws -> String {
     var out = ""
     for c in s.unicodeScalars {
         switch c {
@@ -297,6 +394,7 @@ func htmlEscape(_ s: String) -> String {
         case "'": out += "&#39;"
         default: out.unicodeScalars.append(c)
         }
+        if out.utf8.count > maxBytes { throw sizeLimit(maxBytes) }
     }
     return out
 }
@@ -316,60 +414,99 @@ extension JinjaValue {
     }
 }
 
-/// printf-style `format % args` for %s %r %d %i %f %x %%, with optional width/precision.
-func pyPercentFormat(_ format: String, _ args: JinjaValue) throws -> String {
+/// printf-style `format % args` for %s %r %d %i %f %x %%, with the flags `-+ 0#`, a
+/// width and a precision. Each piece, padding included, is sized against the output size
+/// limit before it is built.
+func pyPercentFormat(_ format: String, _ args: JinjaValue, _ interp: Interpreter) throws -> String {
+    let maxBytes = interp.limits.maxOutputBytes
     var values: [JinjaValue]
     if case .tuple(let items) = args { values = items } else { values = [args] }
     let sc = format.scalars
-    var specCount = 0
-    var i = 0
-    while i < sc.count { if sc[i] == "%" { if i + 1 < sc.count, sc[i + 1] == "%" { i += 2; continue }; specCount += 1 }; i += 1 }
+    try interp.charge(bytes: format.utf8.count)
     var out = "", next = 0
-    i = 0
+    func put(_ s: String, padding: Int = 0, _ fill: Unicode.Scalar = " ", left: Bool = false) throws {
+        guard padding <= maxBytes - out.utf8.count - s.utf8.count else { throw sizeLimit(maxBytes) }
+        try interp.charge(bytes: s.utf8.count + padding)
+        if left { out += s }
+        if padding > 0 { out += String(repeating: String(fill), count: padding) }
+        if !left { out += s }
+    }
+    /// A run of ASCII digits (saturating: a number past `maxBytes` is refused anyway).
+    func number(_ i: inout Int) -> Int? {
+        var n: Int? = nil
+        while i < sc.count, sc[i].isASCII, sc[i].properties.numericType == .decimal {
+            let (m, o1) = (n ?? 0).multipliedReportingOverflow(by: 10)
+            let (d, o2) = m.addingReportingOverflow(Int(sc[i].value - 0x30))
+            n = o1 || o2 ? Int.max : d
+            i += 1
+        }
+        return n
+    }
+    var i = 0
     while i < sc.count {
         let c = sc[i]
         i += 1
-        guard c == "%" else { out.unicodeScalars.append(c); continue }
-        var flags = "", width = "", precision: Int? = nil
-        while i < sc.count, "-+ 0#".unicodeScalars.contains(sc[i]) { flags.unicodeScalars.append(sc[i]); i += 1 }
-        while i < sc.count, sc[i].properties.numericType == .decimal, sc[i].isASCII { width.unicodeScalars.append(sc[i]); i += 1 }
+        guard c == "%" else { try put(String(c)); continue }
+        var flags = Set<Unicode.Scalar>()
+        while i < sc.count, "-+ 0#".unicodeScalars.contains(sc[i]) { flags.insert(sc[i]); i += 1 }
+        let width = number(&i) ?? 0
+        var precision: Int? = nil
         if i < sc.count, sc[i] == "." {
             i += 1
-            var p = ""
-            while i < sc.count, sc[i].isASCII, sc[i].properties.numericType == .decimal { p.unicodeScalars.append(sc[i]); i += 1 }
-            precision = Int(p) ?? 0
+            precision = number(&i) ?? 0
         }
         guard i < sc.count else { throw runtimeError("incomplete format") }
         let conv = sc[i]
         i += 1
-        if conv == "%" { out += "%"; continue }
+        if conv == "%" { try put("%"); continue }
         guard next < values.count else { throw runtimeError("not enough arguments for format string") }
         let v = values[next]
         next += 1
+        if width > maxBytes || (precision ?? 0) > maxBytes { throw sizeLimit(maxBytes) }
         var text: String
+        var sign = ""
         switch conv {
-        case "s": text = v.pyStr
-        case "r": text = v.pyReprValue
-        case "d", "i":
-            guard let n = v.numeric else { throw runtimeError("%\(conv) format: a real number is required, not \(v.typeName)") }
-            if case .int(let k) = n { text = String(k) } else {
-                let d = n.asDouble
-                guard d.isFinite, let k = Int(exactly: d.rounded(.towardZero)) else { throw runtimeError("cannot convert float to integer") }
-                text = String(k)
+        case "s", "r":
+            text = conv == "s" ? try v.pyStr(maxBytes: maxBytes) : try v.pyRepr(maxBytes: maxBytes)
+            if let precision, text.unicodeScalars.count > precision { text = String(scalars: text.unicodeScalars.prefix(precision)) }
+        case "d", "i", "x":
+            guard let n = v.numeric else {
+                if conv == "x" { throw runtimeError("%x format: an integer is required, not \(v.typeName)") }
+                throw runtimeError("%\(conv) format: a real number is required, not \(v.typeName)")
             }
+            let k: Int
+            if case .int(let j) = n { k = j } else {
+                if conv == "x" { throw runtimeError("%x format: an integer is required, not float") }
+                let d = n.asDouble
+                guard d.isFinite, let j = Int(exactly: d.rounded(.towardZero)) else { throw runtimeError("cannot convert float to integer") }
+                k = j
+            }
+            text = String(k.magnitude, radix: conv == "x" ? 16 : 10)
+            if let precision, text.count < precision { text = String(repeating: "0", count: precision - text.count) + text }
+            if conv == "x" && flags.contains("#") { text = "0x" + text }
+            if k < 0 { sign = "-" }
         case "f", "F":
             guard let n = v.numeric else { throw runtimeError("must be real number, not \(v.typeName)") }
-            text = formatFixed(n.asDouble, precision ?? 6)
-        case "x": guard case .int(let k)? = v.numeric else { throw runtimeError("%x format: an integer is required") }
-            text = String(k, radix: 16)
+            let d = n.asDouble
+            let p = precision ?? 6
+            // At most 309 integer digits, a point and `p` decimals.
+            guard p <= maxBytes - out.utf8.count - 320 else { throw sizeLimit(maxBytes) }
+            text = formatFixed(d.magnitude, p)
+            if d.sign == .minus && !d.isNaN { sign = "-" }
+            if conv == "F" { text = text.uppercased() }
         default: throw runtimeError("unsupported format character '\(conv)'")
         }
-        if let w = Int(width), w > 1 << 20 { throw runtimeError("format width \(w) is too large") }
-        if let w = Int(width), text.count < w {
-            let pad = String(repeating: flags.contains("0") && !flags.contains("-") && conv != "s" ? "0" : " ", count: w - text.count)
-            text = flags.contains("-") ? text + pad : pad + text
+        if conv != "s" && conv != "r" && sign.isEmpty { sign = flags.contains("+") ? "+" : flags.contains(" ") ? " " : "" }
+        let length = sign.unicodeScalars.count + text.unicodeScalars.count
+        let padding = max(width - length, 0)
+        if flags.contains("-") {
+            try put(sign + text, padding: padding, left: true)
+        } else if flags.contains("0") && conv != "s" && conv != "r" {
+            try put(sign)
+            try put(text, padding: padding, "0")
+        } else {
+            try put(sign + text, padding: padding)
         }
-        out += text
     }
     // Python skips this check when the argument supports indexing (list, dict, ...).
     var indexable = false
@@ -381,10 +518,9 @@ func pyPercentFormat(_ format: String, _ args: JinjaValue) throws -> String {
     return out
 }
 
-/// `%.Nf` formatting without the C library: round half to even on the exact binary value.
+/// `%.Nf` formatting: round half to even on the exact binary value (the C library's).
 func formatFixed(_ d: Double, _ precision: Int) -> String {
     if d.isNaN { return "nan" }
     if d.isInfinite { return d < 0 ? "-inf" : "inf" }
-    let p = min(max(precision, 0), 30)
-    return String(format: "%.\(p)f", d)
+    return String(format: "%.\(max(precision, 0))f", d)
 }

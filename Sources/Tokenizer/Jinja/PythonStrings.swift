@@ -22,9 +22,11 @@ func pyStringLess(_ a: String, _ b: String) -> Bool {
     a.unicodeScalars.lexicographicallyPrecedes(b.unicodeScalars)
 }
 
-/// Byte offsets of non-overlapping occurrences of `needle` in `hay` (UTF-8 search is
-/// code-point search because UTF-8 is self-synchronizing). Empty needle matches at
-/// every code-point boundary, as in Python.
+/// Byte offsets of non-overlapping occurrences of `needle` in `hay`, leftmost first
+/// (UTF-8 search is code-point search because UTF-8 is self-synchronizing). Empty
+/// needle matches at every code-point boundary, as in Python. Knuth–Morris–Pratt keeps
+/// the search linear in the haystack whatever the needle (a naive scan is quadratic on
+/// "aaa…b").
 func pyFindAll(_ hay: [UInt8], _ needle: [UInt8], limit: Int = Int.max) -> [Int] {
     var out: [Int] = []
     if needle.isEmpty {
@@ -37,32 +39,52 @@ func pyFindAll(_ hay: [UInt8], _ needle: [UInt8], limit: Int = Int.max) -> [Int]
         }
         return out
     }
-    guard needle.count <= hay.count else { return out }
-    var i = 0
-    let last = hay.count - needle.count
-    while i <= last && out.count < limit {
-        if hay[i] == needle[0] {
-            var k = 1
-            while k < needle.count && hay[i + k] == needle[k] { k += 1 }
-            if k == needle.count { out.append(i); i += needle.count; continue }
+    guard needle.count <= hay.count, limit > 0 else { return out }
+    // fail[k]: length of the longest proper prefix of needle[0...k] that is also its suffix.
+    var fail = [Int](repeating: 0, count: needle.count)
+    var k = 0
+    for i in 1..<max(needle.count, 1) {
+        while k > 0 && needle[i] != needle[k] { k = fail[k - 1] }
+        if needle[i] == needle[k] { k += 1 }
+        fail[i] = k
+    }
+    k = 0
+    for (i, b) in hay.enumerated() {
+        while k > 0 && b != needle[k] { k = fail[k - 1] }
+        if b == needle[k] { k += 1 }
+        if k == needle.count {
+            out.append(i + 1 - needle.count)
+            if out.count == limit { break }
+            k = 0   // non-overlapping: start afresh after the match
         }
-        i += 1
     }
     return out
 }
 
+/// Byte offsets of non-overlapping occurrences found scanning from the right (as
+/// str.rsplit and str.rfind do), rightmost first: a left-to-right search of the reversed
+/// bytes for the reversed needle.
+func pyFindAllFromRight(_ hay: [UInt8], _ needle: [UInt8], limit: Int = Int.max) -> [Int] {
+    if needle.isEmpty { return limit > 0 ? [hay.count] : [] }
+    return pyFindAll(Array(hay.reversed()), Array(needle.reversed()), limit: limit).map { hay.count - $0 - needle.count }
+}
+
 func utf8String(_ bytes: some Collection<UInt8>) -> String { String(decoding: bytes, as: UTF8.self) }
 
-func pyReplace(_ s: String, _ old: String, _ new: String, count: Int = -1) -> String {
-    let hay = Array(s.utf8), needle = Array(old.utf8)
+/// str.replace, refused before it is built if the result would pass `maxBytes`.
+func pyReplace(_ s: String, _ old: String, _ new: String, count: Int = -1, maxBytes: Int) throws -> String {
+    let hay = Array(s.utf8), needle = Array(old.utf8), replacement = Array(new.utf8)
     let hits = pyFindAll(hay, needle, limit: count < 0 ? Int.max : count)
     if hits.isEmpty { return s }
+    let (grown, o1) = hits.count.multipliedReportingOverflow(by: replacement.count)
+    let (size, o2) = (hay.count - hits.count * needle.count).addingReportingOverflow(grown)
+    guard !o1, !o2, size <= maxBytes else { throw sizeLimit(maxBytes) }
     var out: [UInt8] = []
-    out.reserveCapacity(hay.count)
+    out.reserveCapacity(size)
     var last = 0
     for h in hits {
         out.append(contentsOf: hay[last..<h])
-        out.append(contentsOf: new.utf8)
+        out.append(contentsOf: replacement)
         last = h + needle.count
     }
     out.append(contentsOf: hay[last...])
@@ -80,21 +102,10 @@ func pyHasSuffix(_ s: String, _ p: String) -> Bool { s.utf8.reversed().starts(wi
 
 /// Code-point index of the first (or last) occurrence, or -1.
 func pyFind(_ s: String, _ sub: String, last: Bool = false) -> Int {
-    let hay = Array(s.utf8)
-    let hits = pyFindAll(hay, Array(sub.utf8))
-    guard let byteOffset = last ? lastOverlapping(hay, Array(sub.utf8)) : hits.first else { return -1 }
+    let hay = Array(s.utf8), needle = Array(sub.utf8)
+    let hits = last ? pyFindAllFromRight(hay, needle, limit: 1) : pyFindAll(hay, needle, limit: 1)
+    guard let byteOffset = hits.first else { return -1 }
     return utf8String(hay[..<byteOffset]).unicodeScalars.count
-}
-
-private func lastOverlapping(_ hay: [UInt8], _ needle: [UInt8]) -> Int? {
-    if needle.isEmpty { return hay.count }
-    guard needle.count <= hay.count else { return nil }
-    var i = hay.count - needle.count
-    while i >= 0 {
-        if hay[i..<(i + needle.count)].elementsEqual(needle) { return i }
-        i -= 1
-    }
-    return nil
 }
 
 /// str.strip / lstrip / rstrip; `chars` nil means Python whitespace.
@@ -117,12 +128,7 @@ func pySplit(_ s: String, _ sep: String?, maxSplit: Int = -1, fromRight: Bool = 
         var hits = pyFindAll(hay, needle)
         if maxSplit >= 0 && hits.count > maxSplit {
             if fromRight {
-                // rsplit scans from the right; for non-overlapping needles the rightmost
-                // matches are found by scanning backwards.
-                var rhits: [Int] = []
-                var end = hay.count
-                while rhits.count < maxSplit, let i = lastOverlapping(Array(hay[..<end]), needle) { rhits.append(i); end = i }
-                hits = rhits.reversed()
+                hits = pyFindAllFromRight(hay, needle, limit: maxSplit).reversed()
             } else {
                 hits = Array(hits.prefix(maxSplit))
             }
@@ -188,58 +194,71 @@ private func isCased(_ c: Unicode.Scalar) -> Bool {
     c.properties.isUppercase || c.properties.isLowercase || c.properties.generalCategory == .titlecaseLetter
 }
 
-func pyUpper(_ s: String) -> String {
-    var out = String.UnicodeScalarView()
-    for c in s.unicodeScalars { out.append(contentsOf: c.properties.uppercaseMapping.unicodeScalars) }
-    return String(out)
+/// Appends the case mappings of each scalar: charged by the input's size, and refused
+/// once the text passes the output size limit (a mapping can be three scalars long, so
+/// the result can outgrow its input).
+private func mapCase(_ s: String, _ interp: Interpreter, ascii: ((UInt8) -> UInt8)? = nil,
+                     _ mapping: (Unicode.Scalar, _ index: Int) -> String) throws -> String {
+    try interp.charge(bytes: s.utf8.count)
+    let maxBytes = interp.limits.maxOutputBytes
+    // ASCII text (most of it) byte by byte: the same result, many times faster.
+    if let ascii, s.utf8.allSatisfy({ $0 < 0x80 }) {
+        if s.utf8.count > maxBytes { throw sizeLimit(maxBytes) }
+        return String(decoding: s.utf8.map(ascii), as: UTF8.self)
+    }
+    var out = ""
+    for (i, c) in s.unicodeScalars.enumerated() {
+        out += mapping(c, i)
+        if out.utf8.count > maxBytes { throw sizeLimit(maxBytes) }
+    }
+    return out
 }
 
-func pyLower(_ s: String) -> String {
-    var out = String.UnicodeScalarView()
-    for c in s.unicodeScalars { out.append(contentsOf: c.properties.lowercaseMapping.unicodeScalars) }
-    return String(out)
+/// The case mapping of an ASCII scalar without a Unicode property lookup.
+private func asciiCase(_ c: Unicode.Scalar, upper: Bool) -> String {
+    let v = c.value
+    if upper, v >= 0x61, v <= 0x7A { return String(Unicode.Scalar(v - 0x20)!) }
+    if !upper, v >= 0x41, v <= 0x5A { return String(Unicode.Scalar(v + 0x20)!) }
+    return String(c)
+}
+
+private func upperMapping(_ c: Unicode.Scalar) -> String { c.isASCII ? asciiCase(c, upper: true) : c.properties.uppercaseMapping }
+private func lowerMapping(_ c: Unicode.Scalar) -> String { c.isASCII ? asciiCase(c, upper: false) : c.properties.lowercaseMapping }
+private func titleMapping(_ c: Unicode.Scalar) -> String { c.isASCII ? asciiCase(c, upper: true) : c.properties.titlecaseMapping }
+
+func pyUpper(_ s: String, _ interp: Interpreter) throws -> String {
+    try mapCase(s, interp, ascii: { $0 >= 0x61 && $0 <= 0x7A ? $0 - 0x20 : $0 }) { c, _ in upperMapping(c) }
+}
+
+func pyLower(_ s: String, _ interp: Interpreter) throws -> String {
+    try mapCase(s, interp, ascii: { $0 >= 0x41 && $0 <= 0x5A ? $0 + 0x20 : $0 }) { c, _ in lowerMapping(c) }
 }
 
 /// Python's str.title(): a cased character after an uncased one is title-cased,
 /// every other cased character is lower-cased.
-func pyTitle(_ s: String) -> String {
-    var out = String.UnicodeScalarView()
+func pyTitle(_ s: String, _ interp: Interpreter) throws -> String {
     var previousCased = false
-    for c in s.unicodeScalars {
-        if previousCased { out.append(contentsOf: c.properties.lowercaseMapping.unicodeScalars) }
-        else { out.append(contentsOf: c.properties.titlecaseMapping.unicodeScalars) }
-        previousCased = isCased(c)
+    return try mapCase(s, interp) { c, _ in
+        defer { previousCased = isCased(c) }
+        return previousCased ? lowerMapping(c) : titleMapping(c)
     }
-    return String(out)
 }
 
 /// Python's str.capitalize(): first character title-cased, the rest lower-cased.
-func pyCapitalize(_ s: String) -> String {
-    var out = String.UnicodeScalarView()
-    for (i, c) in s.unicodeScalars.enumerated() {
-        out.append(contentsOf: (i == 0 ? c.properties.titlecaseMapping : c.properties.lowercaseMapping).unicodeScalars)
-    }
-    return String(out)
+func pyCapitalize(_ s: String, _ interp: Interpreter) throws -> String {
+    try mapCase(s, interp) { c, i in i == 0 ? titleMapping(c) : lowerMapping(c) }
 }
 
 /// jinja2's `title` filter: split on runs of `-`, whitespace and opening brackets, then
 /// upper-case each piece's first character and lower-case the rest.
-func jinjaTitle(_ s: String) -> String {
+func jinjaTitle(_ s: String, _ interp: Interpreter) throws -> String {
     func isSplit(_ c: Unicode.Scalar) -> Bool { c == "-" || c == "(" || c == "{" || c == "[" || c == "<" || isPythonSpace(c) }
-    var out = String.UnicodeScalarView()
     var atStart = true
-    for c in s.unicodeScalars {
-        if isSplit(c) {
-            out.append(c)
-            atStart = true
-        } else if atStart {
-            out.append(contentsOf: c.properties.uppercaseMapping.unicodeScalars)
-            atStart = false
-        } else {
-            out.append(contentsOf: c.properties.lowercaseMapping.unicodeScalars)
-        }
+    return try mapCase(s, interp) { c, _ in
+        if isSplit(c) { atStart = true; return String(c) }
+        defer { atStart = false }
+        return atStart ? upperMapping(c) : lowerMapping(c)
     }
-    return String(out)
 }
 
 func pyIsUpper(_ s: String) -> Bool {
@@ -262,30 +281,38 @@ func pyIsLower(_ s: String) -> Bool {
 
 // MARK: repr and number formatting
 
-/// Python's repr() of a str.
-func pyRepr(_ s: String) -> String {
+/// Python's repr() of a str, appended to `out`; refused once `out` passes `maxBytes`
+/// (escapes make it up to ten times longer than `s`).
+func appendPyRepr(_ s: String, into out: inout String, maxBytes: Int) throws {
     let hasSingle = s.unicodeScalars.contains("'"), hasDouble = s.unicodeScalars.contains("\"")
     let quote: Unicode.Scalar = hasSingle && !hasDouble ? "\"" : "'"
-    var out = String.UnicodeScalarView()
-    out.append(quote)
+    out.unicodeScalars.append(quote)
     for c in s.unicodeScalars {
         switch c {
-        case quote, "\\": out.append("\\"); out.append(c)
-        case "\t": out.append(contentsOf: "\\t".unicodeScalars)
-        case "\n": out.append(contentsOf: "\\n".unicodeScalars)
-        case "\r": out.append(contentsOf: "\\r".unicodeScalars)
+        case quote, "\\": out.unicodeScalars.append("\\"); out.unicodeScalars.append(c)
+        case "\t": out += "\\t"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
         default:
             if c.value < 0x20 || c.value == 0x7F || (c.value >= 0x80 && !isPrintable(c)) {
                 let h = String(c.value, radix: 16)
                 let (p, w) = c.value < 0x100 ? ("\\x", 2) : c.value < 0x10000 ? ("\\u", 4) : ("\\U", 8)
-                out.append(contentsOf: (p + String(repeating: "0", count: w - h.count) + h).unicodeScalars)
+                out += p + String(repeating: "0", count: w - h.count) + h
             } else {
-                out.append(c)
+                out.unicodeScalars.append(c)
             }
         }
+        if out.utf8.count > maxBytes { throw sizeLimit(maxBytes) }
     }
-    out.append(quote)
-    return String(out)
+    out.unicodeScalars.append(quote)
+    if out.utf8.count > maxBytes { throw sizeLimit(maxBytes) }
+}
+
+/// Python's repr() of a str, unbounded (for strings known to be short).
+func pyRepr(_ s: String) -> String {
+    var out = ""
+    try? appendPyRepr(s, into: &out, maxBytes: .max)
+    return out
 }
 
 /// Python's str.isprintable() for one character.
@@ -347,7 +374,7 @@ private let monthNames = ["January", "February", "March", "April", "May", "June"
 /// %d %e %m %Y %y %H %I %M %S %p %j %a %A %b %h %B %%, with the glibc flags `-` (no
 /// padding), `_` (pad with spaces), `0` (pad with zeros) and `^` (upper case). Unknown
 /// directives are left as written.
-func pyStrftime(_ format: String, date: Date, timeZone: TimeZone) -> String {
+func pyStrftime(_ format: String, date: Date, timeZone: TimeZone, maxBytes: Int) throws -> String {
     var cal = Calendar(identifier: .gregorian)
     cal.timeZone = timeZone
     let c = cal.dateComponents([.year, .month, .day, .hour, .minute, .second, .weekday], from: date)
@@ -361,7 +388,11 @@ func pyStrftime(_ format: String, date: Date, timeZone: TimeZone) -> String {
     while i < chars.count {
         let ch = chars[i]
         i += 1
-        guard ch == "%" else { out.append(ch); continue }
+        guard ch == "%" else {
+            out.append(ch)
+            if out.utf8.count > maxBytes { throw sizeLimit(maxBytes) }
+            continue
+        }
         let start = i - 1
         var flag: Character? = nil
         if i < chars.count, "-_0^".contains(chars[i]) { flag = chars[i]; i += 1 }
@@ -394,6 +425,7 @@ func pyStrftime(_ format: String, date: Date, timeZone: TimeZone) -> String {
         case "%": out += "%"
         default: out += String(chars[start..<i])
         }
+        if out.utf8.count > maxBytes { throw sizeLimit(maxBytes) }
     }
     return out
 }
