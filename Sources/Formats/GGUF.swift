@@ -1,4 +1,5 @@
 import Foundation
+import Tensor
 
 /// A metadata value in a GGUF file. Integers keep their signedness; arrays may nest.
 public indirect enum GGUFValue: Equatable, Sendable {
@@ -198,10 +199,18 @@ public final class GGUFFile: @unchecked Sendable {
         tensorIndex = index
     }
 
+    /// The longest metadata string or name read. Real ones are short (a chat template is a few
+    /// KB, the longest a few hundred KB); a larger one would be copied into memory whole before
+    /// whatever uses it could refuse it.
+    static let maxStringBytes = 16 << 20
+
     static func readString(_ c: inout ByteCursor, _ what: @autoclosure () -> String) throws -> String {
         let n = try c.read(UInt64.self, "\(what()) length")
         guard n <= UInt64(c.file.count - c.offset) else {
             throw FormatError(c.file.path, "\(what()): length \(n) runs past the end of the file")
+        }
+        guard n <= UInt64(maxStringBytes) else {
+            throw FormatError(c.file.path, "\(what()) is \(n) bytes long, more than the \(maxStringBytes) allowed")
         }
         let p = try c.take(Int(n), what())
         guard let s = String(validating: UnsafeRawBufferPointer(start: p, count: Int(n)), as: UTF8.self) else {

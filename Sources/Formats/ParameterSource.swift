@@ -1,3 +1,4 @@
+import Tensor
 /// Anything that can hand out a named parameter as fp32 in HF layout (GGUF file,
 /// safetensors folder, …). Shapes are checked by the loader.
 public protocol ParameterSource {

@@ -1,6 +1,7 @@
 import Foundation
 import Formats
 import Model
+import Tensor
 
 /// Writes the recovered model — the fine-tuned model F with a patch applied — in F's
 /// format family: a GGUF file from a GGUF, an HF safetensors folder from an HF folder.

@@ -3,6 +3,7 @@ import Foundation
 import Formats
 import Model
 import Recovery
+import Tensor
 
 struct ApplyPatch: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Formats
 import Recovery
+import Tensor
 
 /// Prints a JSON object on stdout (keys sorted, so output is stable for scripts).
 func printJSON<T: Encodable>(_ value: T) throws {

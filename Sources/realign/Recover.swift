@@ -1,9 +1,10 @@
 import ArgumentParser
 import Foundation
+import Evaluation
 import Formats
 import Model
 import Recovery
-import Evaluation
+import Tensor
 
 struct Recover: CheckedCommand {
     static let configuration = CommandConfiguration(

@@ -17,7 +17,9 @@ struct CLI {
 
     struct Result { let status: Int32; let stdout: Data; let stderr: String }
 
-    static func run(_ args: [String]) throws -> Result {
+    /// Runs the binary; with a `timeout`, the process is killed after that many seconds (the
+    /// bugs the hostile-input tests guard against ran for hours, a refusal takes a second).
+    static func run(_ args: [String], timeout: TimeInterval? = nil) throws -> Result {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary)
         p.arguments = args
@@ -25,6 +27,10 @@ struct CLI {
         p.standardOutput = out
         p.standardError = err
         try p.run()
+        if let timeout {
+            let pid = p.processIdentifier
+            DispatchQueue.global().asyncAfter(deadline: .now() + timeout) { if p.isRunning { kill(pid, SIGKILL) } }
+        }
         let o = out.fileHandleForReading.readDataToEndOfFile()
         let e = err.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()

@@ -4,26 +4,6 @@ import Formats
 import Model
 import TestSupport
 
-extension CLI {
-    /// `run`, the process killed after `timeout` seconds: a refusal takes a second or two,
-    /// while the bugs these tests guard against ran for hours (or for ever).
-    static func run(_ args: [String], timeout: TimeInterval) throws -> Result {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let pid = p.processIdentifier
-        DispatchQueue.global().asyncAfter(deadline: .now() + timeout) { if p.isRunning { kill(pid, SIGKILL) } }
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return Result(status: p.terminationStatus, stdout: o, stderr: String(decoding: e, as: UTF8.self))
-    }
-}
-
 /// Absurd option values, unknown options, prompts longer than the context and weights that
 /// overflow fp32: each is one clear error line (or, where valid, a correct result), never a
 /// crash, and nothing is written.

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Formats
+import Tensor
 import TestSupport
 
 /// Header facts of the two real models, as gguf-py 0.19.0 reads them.
@@ -66,5 +67,14 @@ import TestSupport
         let big = dir.appendingPathComponent("bigarray.gguf").path
         try Data(bytes).write(to: URL(fileURLWithPath: big))
         #expect(throws: FormatError(big, "value of 'big': array of 1099511627776 elements is larger than the file allows")) { _ = try GGUFFile(path: big) }
+        // A 17 MiB metadata string (say, a chat template) is refused before it is copied.
+        bytes = []
+        let n = 17 << 20
+        u32(0x4655_4747); u32(3); u64(0); u64(1)
+        u64(20); bytes += Array("tokenizer.chat_templ".utf8); u32(8); u64(UInt64(n))
+        bytes += [UInt8](repeating: 0x20, count: n)
+        let long = dir.appendingPathComponent("longstring.gguf").path
+        try Data(bytes).write(to: URL(fileURLWithPath: long))
+        #expect(throws: FormatError(long, "value of 'tokenizer.chat_templ' is 17825792 bytes long, more than the 16777216 allowed")) { _ = try GGUFFile(path: long) }
     }
 }

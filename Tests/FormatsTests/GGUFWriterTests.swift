@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Formats
+import Tensor
 import TestSupport
 
 /// The GGUF writer against gguf-py (fixtures by scripts/make_gguf_writer_fixtures.py) and

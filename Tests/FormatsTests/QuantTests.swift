@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Formats
+import Tensor
 import TestSupport
 
 /// One record of `quant_blocks.bin` (see scripts/make_quant_fixtures.py).

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Formats
+import Tensor
 import TestSupport
 
 /// One entry of real_tensor_digests.json (scripts/make_real_tensor_digests.py).

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Formats
+import Tensor
 import TestSupport
 
 private let stDir = fixturesDir() + "/safetensors"
