@@ -61,7 +61,7 @@ struct Recover: CheckedCommand {
     func check() throws {
         if let layer, layer < 1 { throw outOfRange("--layer", layer, "at least 1 (a block's output)") }
         guard rate > 0, rate <= 1 else { throw ValidationError("--rate must be in (0, 1]") }
-        guard (1...RecoveryOptions.maxRounds).contains(rounds) else { throw ValidationError("--rounds must be in 1...\(RecoveryOptions.maxRounds)") }
+        guard (1...RecoveryOptions.maxRounds).contains(rounds) else { throw outOfRange("--rounds", rounds, "in 1...\(RecoveryOptions.maxRounds)") }
         guard batchSize >= 1, passSize >= batchSize else { throw ValidationError("need 1 ≤ --batch-size ≤ --pass-size") }
         guard taskMaxTokens >= 1 else { throw outOfRange("--task-max-tokens", taskMaxTokens, "at least 1") }
         guard TaskMetric(name: metric) != nil else { throw ValidationError("--metric must be one of \(TaskMetric.allCases.map(\.rawValue).joined(separator: ", "))") }
