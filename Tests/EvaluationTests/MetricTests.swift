@@ -10,8 +10,11 @@ import TestSupport
     struct Pair: Decodable { let prediction, reference: String; let exact, f1, rouge1, rougeL: Double }
 
     static let pairs: [Pair] = {
-        let text = (try? String(contentsOfFile: fixturesDir() + "/metric_pairs.jsonl", encoding: .utf8)) ?? ""
-        return text.split(separator: "\n").compactMap { try? JSONDecoder().decode(Pair.self, from: Data($0.utf8)) }
+        let path = fixturesDir() + "/metric_pairs.jsonl"
+        return fixtureBytes(path).split(separator: UInt8(ascii: "\n")).enumerated().map { i, line in
+            guard let pair = try? JSONDecoder().decode(Pair.self, from: Data(line)) else { badFixture(path, "line \(i + 1) is not a pair") }
+            return pair
+        }
     }()
 
     @Test func fixtureIsThere() { #expect(Self.pairs.count == 84) }

@@ -13,8 +13,7 @@ struct QuantFixture: CustomStringConvertible {
     var description: String { type.name }
 
     static let all: [QuantFixture] = {
-        guard let data = FileManager.default.contents(atPath: fixturesDir() + "/quant_blocks.bin") else { return [] }
-        let bytes = [UInt8](data)
+        let bytes = [UInt8](fixtureBytes(fixturesDir() + "/quant_blocks.bin"))
         var at = 0
         func u32() -> UInt32 {
             defer { at += 4 }

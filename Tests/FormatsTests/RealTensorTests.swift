@@ -14,8 +14,8 @@ struct RealTensorDigest: CustomStringConvertible, Sendable {
     var description: String { "\(model):\(name)" }
 
     static let all: [RealTensorDigest] = {
-        guard let d = FileManager.default.contents(atPath: fixturesDir() + "/real_tensor_digests.json"),
-              let j = try? JSONValue.parse([UInt8](d)), let models = j.object else { return [] }
+        let path = fixturesDir() + "/real_tensor_digests.json"
+        guard let j = try? JSONValue.parse([UInt8](fixtureBytes(path))), let models = j.object else { badFixture(path, "not a JSON object") }
         var out: [RealTensorDigest] = []
         for (model, m) in models.pairs {
             for t in m["tensors"]?.array ?? [] {

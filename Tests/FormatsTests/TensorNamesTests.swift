@@ -62,8 +62,8 @@ struct PermuteCase: CustomStringConvertible {
     let hf: [Float], gguf: [Float]
     var description: String { what }
     static let all: [PermuteCase] = {
-        guard let d = FileManager.default.contents(atPath: fixturesDir() + "/qk_permute.json"),
-              let j = try? JSONValue.parse([UInt8](d)), let arr = j.array else { return [] }
+        let path = fixturesDir() + "/qk_permute.json"
+        guard let j = try? JSONValue.parse([UInt8](fixtureBytes(path))), let arr = j.array else { badFixture(path, "not a JSON array") }
         return arr.map { c in
             PermuteCase(what: c["what"]!.string!, rows: c["rows"]!.int!, columns: c["columns"]!.int!, heads: c["heads"]!.int!,
                         hf: c["hf"]!.array!.map { Float($0.double!) }, gguf: c["gguf"]!.array!.map { Float($0.double!) })

@@ -100,9 +100,12 @@ func untimed(_ l: [RoundLog]) -> [RoundLog] {
         // Killed after round 2, then resumed: the same bytes.
         let cut = RecoveryRun(aligned: RealModels.smol, finetuned: finetuned, out: dir + "/cut.gguf", options: RecoverTests.options(), log: { _ in })
         cut.stopAfterRound = 2
-        #expect(throws: RecoveryError.self) { try cut.run() }
-        #expect(FileManager.default.fileExists(atPath: cut.paths.checkpoint + "/state.json"))
-        #expect(throws: RecoveryError.self) { try cut.run() }   // without --resume: refuses to overwrite the checkpoint
+        #expect((#expect(throws: RecoveryError.self) { try cut.run() })?.description == "stopped after round 2 (test)")
+        let checkpointState = try fileBytes(cut.paths.checkpoint + "/state.json")
+        // Without --resume: refuses to overwrite the checkpoint, which stays as it was.
+        #expect((#expect(throws: RecoveryError.self) { try cut.run() })?.description
+                == "\(cut.paths.checkpoint) exists: use --resume to continue it, or remove it")
+        #expect(try fileBytes(cut.paths.checkpoint + "/state.json") == checkpointState)
         let resumed = RecoveryRun(aligned: RealModels.smol, finetuned: finetuned, out: dir + "/cut.gguf", options: RecoverTests.options(), log: { _ in })
         let log2 = try resumed.run(resume: true)
         #expect(untimed(log2) == untimed(log))
@@ -114,8 +117,11 @@ func untimed(_ l: [RoundLog]) -> [RoundLog] {
         var o = RecoverTests.options(); o.rounds = 4
         let other = RecoveryRun(aligned: RealModels.smol, finetuned: finetuned, out: dir + "/cut2.gguf", options: RecoverTests.options(), log: { _ in })
         other.stopAfterRound = 1
-        #expect(throws: RecoveryError.self) { try other.run() }
-        #expect(throws: RecoveryError.self) { try RecoveryRun(aligned: RealModels.smol, finetuned: finetuned, out: dir + "/cut2.gguf", options: o, log: { _ in }).run(resume: true) }
+        #expect((#expect(throws: RecoveryError.self) { try other.run() })?.description == "stopped after round 1 (test)")
+        let refused = #expect(throws: RecoveryError.self) {
+            try RecoveryRun(aligned: RealModels.smol, finetuned: finetuned, out: dir + "/cut2.gguf", options: o, log: { _ in }).run(resume: true)
+        }
+        #expect(refused?.description == "\(other.paths.checkpoint): the checkpoint was made with other models or options; remove it to start over")
     }
 
     /// With a small step (≈ 200 weights a round) the first-order picture holds: every round
@@ -135,8 +141,15 @@ func untimed(_ l: [RoundLog]) -> [RoundLog] {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("realign-mismatch-\(getpid())").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let r = RecoveryRun(aligned: RealModels.qwen, finetuned: RealModels.smol, out: dir + "/x.gguf", options: RecoverTests.options(), log: { _ in })
-        #expect(throws: RecoveryError.self) { try r.run() }
+        var logged: [String] = []
+        let r = RecoveryRun(aligned: RealModels.qwen, finetuned: RealModels.smol, out: dir + "/x.gguf", options: RecoverTests.options(),
+                            log: { logged.append($0) })
+        let e = #expect(throws: RecoveryError.self) { try r.run() }
+        #expect(e?.description == "\(RealModels.smol) and \(RealModels.qwen) differ in architecture or sizes: "
+                + "\(try modelConfig(of: RealModels.smol)) vs \(try modelConfig(of: RealModels.qwen))")
+        // Refused before the rounds (their first line is the aligned direction's) and before any output.
+        #expect(logged.allSatisfy { $0.hasPrefix("input digests:") }, "\(logged)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).isEmpty)
     }
 
     // MARK: - Scenario II

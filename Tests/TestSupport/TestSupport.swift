@@ -45,3 +45,15 @@ public func within<T>(seconds: Double, _ body: @escaping () throws -> T) -> Resu
     guard box.done.wait(timeout: .now() + seconds) == .success else { return nil }
     return box.result
 }
+
+/// The bytes of a committed fixture file. A missing or empty fixture stops the run, naming
+/// it: the parameterised tests it feeds would otherwise run no case and pass.
+public func fixtureBytes(_ path: String) -> Data {
+    guard let data = FileManager.default.contents(atPath: path), !data.isEmpty else { badFixture(path, "missing or empty") }
+    return data
+}
+
+/// Stops the run on a fixture that does not hold what its loader expects.
+public func badFixture(_ path: String, _ problem: String) -> Never {
+    fatalError("fixture \(path): \(problem)")
+}

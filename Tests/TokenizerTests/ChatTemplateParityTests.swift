@@ -31,22 +31,24 @@ enum TemplateFixtures {
     static let pinnedNow = Date(timeIntervalSince1970: 1_741_529_106)
 
     static let loaded: (templates: [String: TemplateInfo], cases: [TemplateCase]) = {
+        let path = fixturesDir() + "/chat_template_cases.json"
         do {
-            let text = try String(contentsOfFile: fixturesDir() + "/chat_template_cases.json", encoding: .utf8)
-            guard case .dict(let root) = try JinjaValue(json: text),
+            guard case .dict(let root) = try JinjaValue(json: String(decoding: fixtureBytes(path), as: UTF8.self)),
                   case .dict(let templates)? = root["templates"], case .list(let cases)? = root["cases"] else {
-                return ([:], [])
+                badFixture(path, "no templates and cases")
             }
             var infos: [String: TemplateInfo] = [:]
             for (k, v) in templates.pairs {
-                guard case .string(let name) = k, case .dict(let d) = v, case .string(let file)? = d["file"] else { continue }
+                guard case .string(let name) = k, case .dict(let d) = v, case .string(let file)? = d["file"] else {
+                    badFixture(path, "a template without a name or file")
+                }
                 func token(_ key: String) -> String? { if case .string(let s)? = d[key] { return s }; return nil }
                 infos[name] = TemplateInfo(file: file, bosToken: token("bos_token"), eosToken: token("eos_token"))
             }
-            let parsed = cases.compactMap { c -> TemplateCase? in
+            let parsed = cases.enumerated().map { i, c -> TemplateCase in
                 guard case .dict(let d) = c, case .string(let template)? = d["template"], case .string(let name)? = d["name"],
                       case .list(let messages)? = d["messages"], case .bool(let agp)? = d["add_generation_prompt"],
-                      case .dict(let extraDict)? = d["extra"] else { return nil }
+                      case .dict(let extraDict)? = d["extra"] else { badFixture(path, "case \(i) lacks a field") }
                 var extra: [String: JinjaValue] = [:]
                 for (k, v) in extraDict.pairs { if case .string(let key) = k { extra[key] = v } }
                 var expected: String? = nil, errorType: String? = nil, errorMessage: String? = nil
@@ -60,7 +62,7 @@ enum TemplateFixtures {
             }
             return (infos, parsed)
         } catch {
-            return ([:], [])
+            badFixture(path, "\(error)")
         }
     }()
 

@@ -15,14 +15,14 @@ struct SnippetCase: Sendable, CustomTestStringConvertible {
 
 enum SnippetFixtures {
     static let loaded: (messages: [JinjaValue], context: [String: JinjaValue], cases: [SnippetCase]) = {
-        guard let text = try? String(contentsOfFile: fixturesDir() + "/jinja_snippet_cases.json", encoding: .utf8),
-              case .dict(let root)? = try? JinjaValue(json: text),
+        let path = fixturesDir() + "/jinja_snippet_cases.json"
+        guard case .dict(let root)? = try? JinjaValue(json: String(decoding: fixtureBytes(path), as: UTF8.self)),
               case .list(let messages)? = root["messages"], case .dict(let ctx)? = root["context"],
-              case .list(let cases)? = root["cases"] else { return ([], [:], []) }
+              case .list(let cases)? = root["cases"] else { badFixture(path, "no messages, context and cases") }
         var context: [String: JinjaValue] = [:]
         for (k, v) in ctx.pairs { if case .string(let key) = k { context[key] = v } }
-        let parsed = cases.compactMap { c -> SnippetCase? in
-            guard case .dict(let d) = c, case .string(let template)? = d["template"] else { return nil }
+        let parsed = cases.enumerated().map { i, c -> SnippetCase in
+            guard case .dict(let d) = c, case .string(let template)? = d["template"] else { badFixture(path, "case \(i) has no template") }
             var expected: String? = nil, type: String? = nil, message: String? = nil
             if case .string(let s)? = d["expected"] { expected = s }
             if case .dict(let e)? = d["error"] {

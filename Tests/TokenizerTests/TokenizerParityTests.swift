@@ -10,8 +10,9 @@ enum Fixtures {
 
     static let corpus: [String: Any] = {
         let path = fixturesDir() + "/tokenizer_corpus.json"
-        guard let data = FileManager.default.contents(atPath: path),
-              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return [:] }
+        guard let object = try? JSONSerialization.jsonObject(with: fixtureBytes(path)) as? [String: Any] else {
+            badFixture(path, "not a JSON object")
+        }
         return object
     }()
 

@@ -344,24 +344,16 @@ func temporaryDirectory() throws -> String {
                 let start = Date()
                 let ids = tok.encode(text)
                 let seconds = Date().timeIntervalSince(start)
-                print("[speed] \(name) \(kind): \(text.utf8.count) bytes → \(ids.count) ids in \(String(format: "%.3f", seconds)) s")
                 #expect(ids.count > 20_000)
+                // The invented words are NFC with no space before punctuation, so they come back
+                // unchanged (some corpus strings do not, as in the reference).
+                if kind == "unique" { #expect(sameScalars(tok.decode(ids), text), "\(name) decode(encode(text)) differs") }
                 #if DEBUG
                 #expect(seconds < 20)
                 #else
                 #expect(seconds < 1)
                 #endif
             }
-        }
-    }
-
-    @Test func loadsRealTokenizersQuickly() throws {
-        for path in [RealModels.qwen, RealModels.smol] {
-            let start = Date()
-            let g = try GGUFFile(path: path)
-            let read = Date()
-            let tok = try BPETokenizer.fromGGUF(g)
-            print("[speed] load \(URL(fileURLWithPath: path).lastPathComponent): GGUF read \(String(format: "%.3f", read.timeIntervalSince(start))) s, \(tok.vocabSize)-token tokenizer built in \(String(format: "%.3f", Date().timeIntervalSince(read))) s")
         }
     }
 }
