@@ -282,8 +282,8 @@ struct Demo: CheckedCommand {
             return m
         }
         var stage: EvalStage
-        if let data = FileManager.default.contents(atPath: done) {
-            stage = try JSONDecoder().decode(EvalStage.self, from: data)
+        if FileManager.default.fileExists(atPath: done) {
+            stage = try readJSONFile(EvalStage.self, done, what: "stage result")
             log("done before (\(done)): harmful rate \(percent(stage.result.harmful_rate)), benign refusal \(percent(stage.result.benign_refusal_rate)); skipped")
         } else {
             let report = try answer(model: try model(), harmful: set.harmful, benign: set.benign, task: set.task, maxTokens: set.maxTokens, log: log)
@@ -294,8 +294,8 @@ struct Demo: CheckedCommand {
         }
         guard !general.isEmpty else { return stage }
         let g: GeneralStage
-        if let data = FileManager.default.contents(atPath: generalDone) {
-            g = try JSONDecoder().decode(GeneralStage.self, from: data)
+        if FileManager.default.fileExists(atPath: generalDone) {
+            g = try readJSONFile(GeneralStage.self, generalDone, what: "stage result")
             log("second benign set done before (\(generalDone)): refusal \(percent(g.refusal_rate)); skipped")
         } else {
             log("second benign set:")
@@ -383,9 +383,9 @@ struct Demo: CheckedCommand {
     /// last attack.json (the stage's final file).
     func attackStage(base: String, pairs: [TaskExample], data: String, log: @escaping (String) -> Void) throws -> AttackStage {
         let dir = out + "/attack", done = dir + "/attack.json"
-        if let data = FileManager.default.contents(atPath: done) {
+        if FileManager.default.fileExists(atPath: done) {
             log("done before (\(done)); skipped")
-            return try JSONDecoder().decode(AttackStage.self, from: data)
+            return try readJSONFile(AttackStage.self, done, what: "stage result")
         }
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let start = Date()
@@ -419,9 +419,9 @@ struct Demo: CheckedCommand {
     func recoverStage(aligned: String, finetuned: String, options: RecoveryOptions, task: TaskCheck?, check: RefusalCheck?,
                       log: @escaping (String) -> Void) throws -> RecoverStage {
         let dir = out + "/recover", done = dir + "/recover.json"
-        if let data = FileManager.default.contents(atPath: done) {
+        if FileManager.default.fileExists(atPath: done) {
             log("done before (\(done)); skipped")
-            return try JSONDecoder().decode(RecoverStage.self, from: data)
+            return try readJSONFile(RecoverStage.self, done, what: "stage result")
         }
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let start = Date()

@@ -25,4 +25,15 @@ import TestSupport
         #expect(r.stderr.contains(expected), "\(args): \(r.stderr)")
         #expect(r.stderr.split(separator: "\n").count <= 3, "\(r.stderr)")   // the error, and at most the usage hint
     }
+
+    /// A demo folder whose finished-stage file was truncated (say, by a full disk) names it.
+    @Test func corruptDemoStageFileNamesIt() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("realign-demo-corrupt-\(getpid())").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir + "/aligned", withIntermediateDirectories: true)
+        try Data("{\"result\": {\"stage\": ".utf8).write(to: URL(fileURLWithPath: dir + "/aligned/eval.json"))
+        let r = try CLI.run(["demo", "--model", RealModels.smol, "--quick", "--no-refusal-check", "--out", dir], timeout: 300)
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("Error: \(dir)/aligned/eval.json: not a valid stage result: "), "\(r.stderr)")
+    }
 }
