@@ -78,6 +78,5 @@ public func contentDigest(_ path: String) throws -> String {
         guard stat(p, &st) == 0, st.st_mode & S_IFMT == S_IFREG else { continue }
         lines += "\(name)\t\(st.st_size)\t\(String(format: "%016llx", try fileDigest(p)))\n"
     }
-    return lines.utf8.withContiguousStorageIfAvailable { String(format: "%016llx", xxh64(UnsafeRawBufferPointer($0))) }
-        ?? Array(lines.utf8).withUnsafeBytes { String(format: "%016llx", xxh64($0)) }
+    return Array(lines.utf8).withUnsafeBytes { String(format: "%016llx", xxh64($0)) }
 }

@@ -239,15 +239,18 @@ public final class RecoveryRun {
         try checkOutputPath(paths.out, kind: isDirectory(finetunedPath) ? .folder : .file, inputs: inputs)
         for p in [paths.patch, paths.log] { try checkOutputPath(p, kind: .file, inputs: inputs) }
         try checkOutputPath(paths.checkpoint, kind: .folder, inputs: inputs)
+        guard (1...RecoveryOptions.maxRounds).contains(options.rounds) else {
+            throw RecoveryError("--rounds must be in 1...\(RecoveryOptions.maxRounds)")
+        }
         for p in [paths.out, paths.patch, paths.log] { removeStaleTemporaries(of: p) }
         removeStaleTemporaries(of: paths.checkpoint, everything: true)
 
-        var state = RecoveryState(options: options, aligned: alignedPath, finetuned: finetunedPath, adapter: adapterPath, completedRounds: 0,
-                                  patchFile: "", log: [])
-        var patch: SparsePatch
         let t = Date()
-        state.inputs = try inputDigests()
+        let digests = try inputDigests()
         log(String(format: "input digests: %.1f s", Date().timeIntervalSince(t)))
+        var state = RecoveryState(options: options, aligned: alignedPath, finetuned: finetunedPath, adapter: adapterPath, completedRounds: 0,
+                                  patchFile: "", log: [], inputs: digests)
+        var patch: SparsePatch
         if resume, fm.fileExists(atPath: paths.checkpoint + "/state.json") {
             let stateFile = paths.checkpoint + "/state.json"
             let s: RecoveryState
@@ -257,15 +260,13 @@ public final class RecoveryRun {
             guard s.options == options, s.aligned == alignedPath, s.finetuned == finetunedPath, s.adapter == adapterPath else {
                 throw RecoveryError("\(paths.checkpoint): the checkpoint was made with other models or options; remove it to start over")
             }
-            if let was = s.inputs {
-                let changed = was.keys.sorted().filter { was[$0] != state.inputs?[$0] }
-                guard changed.isEmpty, was.count == state.inputs?.count else {
-                    throw RecoveryError("\(paths.checkpoint): the inputs changed since the checkpoint was made (\(changed.joined(separator: ", "))); remove it to start over")
-                }
-            } else {
+            if let was = s.inputs, was != digests {
+                let changed = Set(was.keys).union(digests.keys).filter { was[$0] != digests[$0] }.sorted()
+                throw RecoveryError("\(paths.checkpoint): the inputs changed since the checkpoint was made (\(changed.joined(separator: ", "))); remove it to start over")
+            }
+            if s.inputs == nil {
                 log("warning: \(stateFile) has no input digests (an older checkpoint): cannot check that the inputs are unchanged")
             }
-            let digests = state.inputs
             state = s
             state.inputs = digests
             patch = try SparsePatch.read(paths.checkpoint + "/" + s.patchFile)
@@ -275,9 +276,6 @@ public final class RecoveryRun {
                 throw RecoveryError("\(paths.checkpoint) exists: use --resume to continue it, or remove it")
             }
             patch = SparsePatch(model: try ModelIdentity.of(finetunedPath, adapter: adapterPath))
-        }
-        guard (1...RecoveryOptions.maxRounds).contains(options.rounds) else {
-            throw RecoveryError("--rounds must be in 1...\(RecoveryOptions.maxRounds)")
         }
         if task == nil && options.task != nil { throw RecoveryError("options name a task check (\(options.task!)) but none was given") }
         if check == nil && options.check != nil { throw RecoveryError("options name a refusal check (\(options.check!)) but none was given") }
