@@ -26,6 +26,23 @@ private let caseSeconds = 3.0
 
 private func elapsed(since t0: UInt64) -> Double { Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
 
+/// One loader case: `load` returns (true) or throws a short FormatError naming one of
+/// `paths`, nothing else, within `caseSeconds`.
+private func loadsOrRefuses(_ i: Int, paths: [String], _ load: () throws -> Void) -> Bool {
+    let t0 = DispatchTime.now().uptimeNanoseconds
+    defer { if elapsed(since: t0) > caseSeconds { Issue.record("case \(i): took \(elapsed(since: t0)) s") } }
+    do {
+        try load()
+        return true
+    } catch let e as FormatError {
+        #expect(paths.contains(e.path), "case \(i): the error names \(e.path)")
+        #expect(!e.problem.isEmpty && e.problem.utf8.count < 2000, "case \(i): \(e.problem.prefix(100))…\(e.problem.suffix(100))")
+    } catch {
+        Issue.record("case \(i): threw \(type(of: error)) \(error), not FormatError")
+    }
+    return false
+}
+
 private func pick<T>(_ items: [T], _ rng: inout SplitMix64) -> T { items[Int(rng.next() % UInt64(items.count))] }
 private func below(_ n: Int, _ rng: inout SplitMix64) -> Int { n <= 0 ? 0 : Int(rng.next() % UInt64(n)) }
 
@@ -157,17 +174,9 @@ private func exercise(_ tok: BPETokenizer) {
             put(mutateJSON(mutatesConfig ? tokenizerConfigSeed : seed, &rng), mutatesConfig ? configPath : path)
             defer { put(seed, path); put(tokenizerConfigSeed, configPath) }
             let vocabSize = pick([nil, n + 1, n, 1 << 31], &rng)
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            do {
-                exercise(try BPETokenizer.fromTokenizerJSON(path: dir, vocabSize: vocabSize))
+            if loadsOrRefuses(i, paths: [path, configPath], { exercise(try BPETokenizer.fromTokenizerJSON(path: dir, vocabSize: vocabSize)) }) {
                 loaded += 1
-            } catch let e as FormatError {
-                #expect(e.path == path || e.path == configPath, "case \(i): the error names \(e.path)")
-                #expect(!e.problem.isEmpty && e.problem.utf8.count < 2000, "case \(i): \(e.problem.prefix(100))…\(e.problem.suffix(100))")
-            } catch {
-                Issue.record("case \(i): threw \(type(of: error)) \(error), not FormatError")
             }
-            if elapsed(since: t0) > caseSeconds { Issue.record("case \(i): took \(elapsed(since: t0)) s") }
         }
         print("fuzz tokenizer.json: \(count) cases, \(loaded) loaded, \(count - loaded) refused")
         #expect(loaded > 0 && loaded < count)
@@ -214,16 +223,7 @@ private func exercise(_ tok: BPETokenizer) {
                 kvs.append(("tokenizer.ggml." + key, .int(pick(absurdIds, &rng))))
             }
             writeGGUF(kvs, to: path)
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            do {
-                exercise(try BPETokenizer.fromGGUF(try GGUFFile(path: path)))
-                loaded += 1
-            } catch let e as FormatError {
-                #expect(e.path == path, "case \(i): the error names \(e.path)")
-            } catch {
-                Issue.record("case \(i): threw \(type(of: error)) \(error), not FormatError")
-            }
-            if elapsed(since: t0) > caseSeconds { Issue.record("case \(i): took \(elapsed(since: t0)) s") }
+            if loadsOrRefuses(i, paths: [path], { exercise(try BPETokenizer.fromGGUF(try GGUFFile(path: path))) }) { loaded += 1 }
         }
         print("fuzz GGUF tokenizer: \(count) cases, \(loaded) loaded, \(count - loaded) refused")
         #expect(loaded > 0 && loaded < count)
