@@ -248,20 +248,8 @@ private func openSafetensors(_ path: String) throws {
     let headerLen = Int(seed.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) })
     let header = Array(seed[8..<(8 + headerLen)])
     let data = Array(seed[(8 + headerLen)...])
-    // Where the numbers and the quoted strings of the header are.
-    var numbers: [Range<Int>] = [], strings: [Range<Int>] = []
-    var i = 0
-    while i < header.count {
-        if header[i] == UInt8(ascii: "\"") {
-            var j = i + 1
-            while j < header.count, header[j] != UInt8(ascii: "\"") { j += header[j] == UInt8(ascii: "\\") ? 2 : 1 }
-            strings.append((i + 1)..<min(j, header.count)); i = j + 1
-        } else if (0x30...0x39).contains(header[i]) {
-            var j = i
-            while j < header.count, (0x30...0x39).contains(header[j]) { j += 1 }
-            numbers.append(i..<j); i = j
-        } else { i += 1 }
-    }
+    let spots = JSONSpots(header)
+    let numbers = spots.numbers, strings = spots.strings
     let numberTexts = ["18446744073709551615", "18446744073709551616", "9223372036854775807", "-1", "1e300", "0.5",
                        "4294967296", "99999999999999999999999", "667", "0", "[]", "null", "\"8\""]
     var rng = SplitMix64(seed: 3)
