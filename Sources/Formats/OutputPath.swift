@@ -81,8 +81,16 @@ private func sameFile(_ a: String, _ b: String) -> Bool {
     return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino
 }
 
+/// Where an output is written before it is renamed into place: `.NAME.tmp-PID-RANDOM` beside
+/// it (hidden, in the same folder so the rename is atomic, and named by its process so that
+/// `removeStaleTemporaries` can tell a killed run's leftovers from a running one's).
+public func temporaryPath(for path: String) -> String {
+    let url = URL(fileURLWithPath: path).standardizedFileURL
+    return url.deletingLastPathComponent().path + "/.\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+}
+
 /// Removes what an interrupted `writeAtomically` (or folder write) left behind: temporary
-/// files and folders `.NAME.tmp-PID-RANDOM` whose process is gone, beside `path`
+/// files and folders (`temporaryPath`) whose process is gone, beside `path`
 /// (`.NAME` of that path only) or, with `everything`, every such temporary in the folder
 /// `path`. A kill during a long write otherwise leaves a file as large as the output.
 public func removeStaleTemporaries(of path: String, everything: Bool = false) {

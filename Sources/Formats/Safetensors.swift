@@ -415,8 +415,7 @@ public struct FileOutput {
 /// Writes a file via a temporary file in the same folder renamed over `path` at the end,
 /// so readers never see a half-written file. The temporary file is removed on error.
 public func writeAtomically(_ path: String, _ body: (FileOutput) throws -> Void) throws {
-    let url = URL(fileURLWithPath: path)
-    let tmp = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
+    let tmp = temporaryPath(for: path)
     let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
     guard fd >= 0 else { throw FormatError(path, "cannot create \(tmp): \(String(cString: strerror(errno)))") }
     do {

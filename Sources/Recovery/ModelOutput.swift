@@ -189,7 +189,7 @@ public enum ModelOutput {
 
         let outURL = URL(fileURLWithPath: out).standardizedFileURL
         let parent = outURL.deletingLastPathComponent().path
-        let tmp = parent + "/.\(outURL.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let tmp = temporaryPath(for: out)
         try FileManager.default.createDirectory(atPath: tmp, withIntermediateDirectories: false)
         var finished = false
         defer { if !finished { try? FileManager.default.removeItem(atPath: tmp) } }
