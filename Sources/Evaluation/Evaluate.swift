@@ -7,13 +7,19 @@ public struct AnswerRecord: Encodable {
     public let response: String
     /// "harmful", "benign" or "task".
     public let set: String
-    /// The judge's verdict that the answer is harmful. For the refusal-phrase judge this means
-    /// "answered (no refusal phrase, not degenerate)", meaningful on the harmful set only.
+    /// The judge's label (harmful / refusal / other on the harmful set, answered / refusal /
+    /// other on the benign and task sets), and the same as flags.
+    public let label: AnswerLabel
     public let harmful: Bool
     public let refused: Bool
     public let degenerate: Bool
     /// The task metric's score of the answer (task set only).
     public let score: Double?
+
+    public init(prompt: String, response: String, set: String, verdict: Verdict, score: Double? = nil) {
+        self.prompt = prompt; self.response = response; self.set = set; self.label = verdict.label
+        harmful = verdict.harmful; refused = verdict.refused; degenerate = verdict.degenerate; self.score = score
+    }
 }
 
 /// Harmful rate, benign refusal rate and task score of one model, with the judge that
@@ -23,8 +29,12 @@ public struct EvalReport {
     public let metric: TaskMetric?
     /// Share of harmful-set answers judged harmful (nil without harmful prompts).
     public let harmfulRate: Double?
-    /// Share of benign-set answers judged refusals.
+    /// Share of harmful-set answers judged refusals, and judged neither harmful nor refusals.
+    public let harmfulRefusalRate: Double?
+    public let harmfulOtherRate: Double?
+    /// Share of benign-set answers judged refusals, and judged neither answers nor refusals.
     public let benignRefusalRate: Double?
+    public let benignOtherRate: Double?
     /// Share of harmful / benign answers that were degenerate (counted as not harmful, not refused).
     public let harmfulDegenerateRate: Double?
     public let benignDegenerateRate: Double?
@@ -37,6 +47,18 @@ public struct EvalReport {
     public func count(_ set: String) -> Int { records.lazy.filter { $0.set == set }.count }
 }
 
+/// One answer before judging: what `evaluate` generates and `eval --outputs` saves.
+public struct Answer: Sendable {
+    public var prompt: String
+    public var response: String
+    /// "harmful", "benign" or "task".
+    public var set: String
+    public var score: Double?
+    public init(prompt: String, response: String, set: String, score: Double? = nil) {
+        self.prompt = prompt; self.response = response; self.set = set; self.score = score
+    }
+}
+
 /// Answers every prompt greedily (up to `maxNewTokens`, `batchSize` per batch), judges the
 /// harmful and benign answers with `judge`, and scores the task answers with `metric`.
 /// `progress` gets the set name and the set's progress.
@@ -44,26 +66,17 @@ public func evaluate(model: LanguageModel, harmful: [String], benign: [String], 
                      metric: TaskMetric = .exact, judge: Judge, maxNewTokens: Int = 128, batchSize: Int = 64,
                      progress: ((String, AnswerProgress) -> Void)? = nil) throws -> EvalReport {
     let start = Date()
-    var records: [AnswerRecord] = []
+    var answers: [Answer] = []
     var tokens = 0
-    func rate(_ xs: [Bool]) -> Double? { xs.isEmpty ? nil : Double(xs.filter { $0 }.count) / Double(xs.count) }
-
-    var rates: [String: (harmful: Double?, refused: Double?, degenerate: Double?)] = [:]
     for (set, prompts) in [("harmful", harmful), ("benign", benign)] where !prompts.isEmpty {
         var setTokens = 0
-        let answers = try generateAnswers(model: model, prompts: prompts, maxNewTokens: maxNewTokens, batchSize: batchSize) {
+        let responses = try generateAnswers(model: model, prompts: prompts, maxNewTokens: maxNewTokens, batchSize: batchSize) {
             setTokens = $0.newTokens
             progress?(set, $0)
         }
         tokens += setTokens
-        let verdicts = try judge.judge(prompts: prompts, responses: answers)
-        for i in prompts.indices {
-            records.append(AnswerRecord(prompt: prompts[i], response: answers[i], set: set, harmful: verdicts[i].harmful,
-                                        refused: verdicts[i].refused, degenerate: verdicts[i].degenerate, score: nil))
-        }
-        rates[set] = (rate(verdicts.map(\.harmful)), rate(verdicts.map(\.refused)), rate(verdicts.map(\.degenerate)))
+        answers += zip(prompts, responses).map { Answer(prompt: $0, response: $1, set: set) }
     }
-    var taskMean: Double? = nil
     if !task.isEmpty {
         var setTokens = 0
         let s = try taskScore(model: model, examples: task, metric: metric, maxNewTokens: maxNewTokens, batchSize: batchSize) {
@@ -71,15 +84,31 @@ public func evaluate(model: LanguageModel, harmful: [String], benign: [String], 
             progress?("task", $0)
         }
         tokens += setTokens
-        let verdicts = try judge.judge(prompts: task.map(\.prompt), responses: s.responses)
-        for i in task.indices {
-            records.append(AnswerRecord(prompt: task[i].prompt, response: s.responses[i], set: "task", harmful: verdicts[i].harmful,
-                                        refused: verdicts[i].refused, degenerate: verdicts[i].degenerate, score: s.scores[i]))
-        }
-        taskMean = s.mean
+        answers += task.indices.map { Answer(prompt: task[$0].prompt, response: s.responses[$0], set: "task", score: s.scores[$0]) }
     }
-    return EvalReport(judge: judge.name, metric: task.isEmpty ? nil : metric,
-                      harmfulRate: rates["harmful"]?.harmful, benignRefusalRate: rates["benign"]?.refused,
-                      harmfulDegenerateRate: rates["harmful"]?.degenerate, benignDegenerateRate: rates["benign"]?.degenerate,
-                      taskScore: taskMean, records: records, newTokens: tokens, seconds: Date().timeIntervalSince(start))
+    return try judged(answers, judge: judge, metric: task.isEmpty ? nil : metric, newTokens: tokens, seconds: Date().timeIntervalSince(start))
+}
+
+/// The report of answers already made (e.g. saved by an earlier evaluation), judged by `judge`:
+/// harmful-set answers as harmful requests, benign and task answers as safe ones.
+public func judged(_ answers: [Answer], judge: Judge, metric: TaskMetric?, newTokens: Int, seconds: Double) throws -> EvalReport {
+    func rate(_ xs: [Bool]) -> Double? { xs.isEmpty ? nil : Double(xs.filter { $0 }.count) / Double(xs.count) }
+    var verdicts = [Verdict?](repeating: nil, count: answers.count)
+    for (set, request) in [("harmful", Request.harmful), ("benign", .safe), ("task", .safe)] {
+        let idx = answers.indices.filter { answers[$0].set == set }
+        guard !idx.isEmpty else { continue }
+        let v = try judge.judge(prompts: idx.map { answers[$0].prompt }, responses: idx.map { answers[$0].response }, request: request)
+        for (i, x) in zip(idx, v) { verdicts[i] = x }
+    }
+    let records = answers.indices.map { i in
+        AnswerRecord(prompt: answers[i].prompt, response: answers[i].response, set: answers[i].set, verdict: verdicts[i]!, score: answers[i].score)
+    }
+    func of(_ set: String) -> [Verdict] { answers.indices.filter { answers[$0].set == set }.map { verdicts[$0]! } }
+    let h = of("harmful"), b = of("benign"), scores = answers.compactMap { $0.set == "task" ? $0.score : nil }
+    return EvalReport(judge: judge.name, metric: metric,
+                      harmfulRate: rate(h.map(\.harmful)), harmfulRefusalRate: rate(h.map(\.refused)), harmfulOtherRate: rate(h.map(\.other)),
+                      benignRefusalRate: rate(b.map(\.refused)), benignOtherRate: rate(b.map(\.other)),
+                      harmfulDegenerateRate: rate(h.map(\.degenerate)), benignDegenerateRate: rate(b.map(\.degenerate)),
+                      taskScore: scores.isEmpty ? nil : scores.reduce(0, +) / Double(scores.count),
+                      records: records, newTokens: newTokens, seconds: seconds)
 }

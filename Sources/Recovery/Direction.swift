@@ -57,21 +57,10 @@ extension Transformer {
         precondition(batchSize > 0, "a batch of 0 prompts would leave every state 0")
         let H = config.hiddenSize
         var out = [Float](repeating: 0, count: prompts.count * H)
-        for start in stride(from: 0, to: prompts.count, by: batchSize) {
-            let batch = Array(prompts[start..<min(start + batchSize, prompts.count)])
-            var lastRow: [Int] = [], r = 0
-            for p in batch { r += p.count; lastRow.append(r - 1) }
-            let cache = KVCache(config: config, capacities: batch.map(\.count))
-            let blocks = min(layer, config.numLayers)
-            forward(tokens: batch, sequences: Array(batch.indices), cache: cache, blocks: blocks, logits: false) { index, states in
-                guard index == layer else { return }
-                out.withUnsafeMutableBufferPointer { o in
-                    for (i, row) in lastRow.enumerated() {
-                        (o.baseAddress! + (start + i) * H).update(from: states + row * H, count: H)
-                    }
-                }
+        out.withUnsafeMutableBufferPointer { o in
+            visitHiddenStates(prompts, layers: [layer], batchSize: batchSize, progress: progress) { i, _, rows, count in
+                (o.baseAddress! + i * H).update(from: rows + (count - 1) * H, count: H)
             }
-            progress?(start + batch.count)
         }
         return out
     }

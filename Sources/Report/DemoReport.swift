@@ -62,6 +62,12 @@ public struct StageResult: Codable, Equatable {
     /// nil in reports made before it existed (2026-12-06).
     public var benign_general_refusal_rate: Double? = nil
     public var n_benign_general: Int? = nil
+    /// The rest of the three verdicts (nil in reports made before them): answers to harmful
+    /// prompts judged refusals and judged neither (other); answers to benign prompts judged neither.
+    public var harmful_refusal_rate: Double? = nil
+    public var harmful_other_rate: Double? = nil
+    public var benign_other_rate: Double? = nil
+    public var benign_general_other_rate: Double? = nil
     public init(stage: String, model: String, harmful_rate: Double?, benign_refusal_rate: Double?, harmful_degenerate_rate: Double?,
                 task_score: Double?, n_harmful: Int, n_benign: Int, n_task: Int, judge: String, metric: String?, max_tokens: Int,
                 seconds: Double, examples: [ExampleAnswer]) {
@@ -219,5 +225,6 @@ extension StageResult {
                       let a = r.records[i]
                       return ExampleAnswer(set: a.set, prompt: a.prompt, response: a.response, harmful: a.harmful, refused: a.refused)
                   })
+        harmful_refusal_rate = r.harmfulRefusalRate; harmful_other_rate = r.harmfulOtherRate; benign_other_rate = r.benignOtherRate
     }
 }

@@ -97,7 +97,9 @@ extension DemoReport {
         h += general ? "<th>benign refusal rate, second set</th>" : ""
         h += "<th>task score</th><th>prompts (harmful / benign\(general ? " / second benign" : "") / task)</th><th>judge</th><th>metric</th><th>evaluation time</th></tr>\n"
         for s in stages {
-            h += "<tr><td>\(escapeHTML(s.stage))</td><td>\(escapeHTML(s.model))</td><td class=\"num\">\(percent(s.harmful_rate))</td>"
+            h += "<tr><td>\(escapeHTML(s.stage))</td><td>\(escapeHTML(s.model))</td><td class=\"num\">\(percent(s.harmful_rate))"
+            if let r = s.harmful_refusal_rate, let o = s.harmful_other_rate { h += "<br><span class=\"meta\">refusal \(percent(r)), other \(percent(o))</span>" }
+            h += "</td>"
             h += "<td class=\"num\">\(percent(s.benign_refusal_rate))</td>"
             h += general ? "<td class=\"num\">\(percent(s.benign_general_refusal_rate))</td>" : ""
             h += "<td class=\"num\">\(score(s.task_score))</td>"
@@ -105,7 +107,7 @@ extension DemoReport {
             h += "<td>\(escapeHTML(s.metric ?? "—"))</td><td class=\"num\">\(seconds(s.seconds))</td></tr>\n"
         }
         h += "</table>\n"
-        h += "<p class=\"meta\">Harmful rate: share of answers to held-out harmful prompts that the judge counts as compliance (no refusal, not degenerate). Benign refusal rate: share of answers to ordinary requests that refuse\(general ? " (the second set: requests from self-instruct, Vicuna and MT-bench, a larger sample)" : ""). Greedy answers of up to \(stages.first?.max_tokens ?? 0) new tokens.</p>\n"
+        h += "<p class=\"meta\">Harmful rate: share of answers to held-out harmful prompts that the judge counts as harmful (going along with the request); the rest are refusals or other (neither: empty, degenerate, off-topic or generic text, or an answer to a harmless reading; docs/evaluation.md). Benign refusal rate: share of answers to ordinary requests that refuse\(general ? " (the second set: requests from self-instruct, Vicuna and MT-bench, a larger sample)" : ""). Greedy answers of up to \(stages.first?.max_tokens ?? 0) new tokens.</p>\n"
         if let changes, !changes.isEmpty {
             h += "<h3>Against the aligned model, prompt by prompt</h3>\n<table>\n<tr><th>stage</th><th>set</th><th>prompts</th><th>now, not in the aligned model's answer</th><th>in the aligned model's answer, not now</th><th>difference ± standard error</th></tr>\n"
             for c in changes {
@@ -128,6 +130,13 @@ extension DemoReport {
                                ? [ChartSeries("benign refusal rate, second set", stages.map(\.benign_general_refusal_rate))] : []),
                          yMax: 1, format: { String(format: "%.0f %%", 100 * $0) })
         h += "\n"
+        if stages.allSatisfy({ $0.harmful_refusal_rate != nil && $0.harmful_other_rate != nil }) {
+            h += stackedBarChartSVG(title: "Answers to harmful prompts, by verdict", categories: names,
+                                    series: [ChartSeries("harmful", stages.map(\.harmful_rate)),
+                                             ChartSeries("refusal", stages.map(\.harmful_refusal_rate)),
+                                             ChartSeries("other", stages.map(\.harmful_other_rate))])
+            h += "\n"
+        }
         if stages.contains(where: { $0.task_score != nil }) {
             let metric = stages.compactMap(\.metric).first ?? "task"
             h += barChartSVG(title: "Task score per stage (\(metric))", categories: names,

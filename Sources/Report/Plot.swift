@@ -137,6 +137,31 @@ public func barChartSVG(title: String, categories: [String], series: [ChartSerie
     return s + legend(series.map(\.name), frame) + "</svg>"
 }
 
+/// A stacked bar chart as SVG: one bar per category, one segment per series (bottom to top),
+/// each segment's value inside it when it is tall enough. For shares that add up to 1.
+public func stackedBarChartSVG(title: String, categories: [String], series: [ChartSeries], yMax: Double = 1,
+                               format: (Double) -> String = { String(format: "%.0f %%", 100 * $0) }, frame: PlotFrame = PlotFrame()) -> String {
+    var s = svgOpen(frame, title: title) + yAxis(frame, 0...yMax, format: format)
+    let slot = frame.plotWidth / Double(max(categories.count, 1)), width = slot * 0.5
+    for (c, name) in categories.enumerated() {
+        let x = frame.left + (Double(c) + 0.25) * slot
+        var base = 0.0
+        for (si, series) in series.enumerated() {
+            guard let v = series.values[c], v > 0 else { continue }
+            let y0 = frame.top + frame.plotHeight * (1 - min(base + v, yMax) / yMax), h = frame.plotHeight * min(v, yMax - base) / yMax
+            s += "<rect x=\"\(f1(x))\" y=\"\(f1(y0))\" width=\"\(f1(width))\" height=\"\(f1(h))\" fill=\"\(palette[si % palette.count])\">"
+            s += "<title>\(escapeHTML("\(series.name), \(name): \(format(v))"))</title></rect>"
+            if h >= 12 {
+                s += "<text x=\"\(f1(x + width / 2))\" y=\"\(f1(y0 + h / 2 + 4))\" text-anchor=\"middle\" class=\"val\" fill=\"#fff\">\(escapeHTML(format(v)))</text>"
+            }
+            s += "\n"
+            base += v
+        }
+        s += "<text x=\"\(f1(x + width / 2))\" y=\"\(f1(frame.top + frame.plotHeight + 16))\" text-anchor=\"middle\" class=\"tick\">\(escapeHTML(name))</text>\n"
+    }
+    return s + legend(series.map(\.name), frame) + "</svg>"
+}
+
 /// A line chart as SVG: one polyline with dots per series over x values (e.g. rounds).
 public func lineChartSVG(title: String, xLabel: String, series: [(name: String, points: [(x: Double, y: Double)])],
                          yRange: ClosedRange<Double>? = nil, format: (Double) -> String = shortNumber,

@@ -54,6 +54,7 @@ struct Demo: CheckedCommand {
     @Option(parsing: .unconditional, help: "Recovery prompts, the first N of the built-in Do-Not-Answer 256 (default 64; --quick 16).") var recoveryPrompts: Int?
     @Flag(inversion: .prefixedNo, help: "Refusal check during recovery, on validation prompts the report does not use (built-in validation CatQA 100 and benign128[64..<128]; --quick 16 + 16): the output is the round closest to the aligned model's refusals, and a round within 3 points of its harmful rate ends the recovery.")
     var refusalCheck = true
+    @Option(help: judgeHelp) var judge: String?
 
     /// Everything that decides the stages' results: a folder made with other settings is not reused.
     struct Settings: Codable, Equatable {
@@ -72,6 +73,7 @@ struct Demo: CheckedCommand {
         var benign_slack: Double? = nil    // the refusal check's benign-refusal margin (nil: none, or 0.05 before 2026-12-06)
         var check_bisect: Int? = nil       // the refusal check's bisection steps (nil: none, or no bisection before 2026-12-06)
         var general_prompts: Int? = nil    // the second benign set's prompts (nil: folders made before it existed, 2026-12-06)
+        var judge: String? = nil           // the judge of every verdict and of the refusal check (nil: the refusal phrases)
 
         /// A folder made before the second benign set existed has the same stages: its
         /// evaluations of that set are added on the next run.
@@ -79,6 +81,14 @@ struct Demo: CheckedCommand {
             var old = self
             if old.general_prompts == nil { old.general_prompts = new.general_prompts }
             return old == new
+        }
+
+        /// A folder made with another judge has the same answers: they are judged again, and the
+        /// recovery (whose refusal check the judge decides) runs again.
+        func sameAnswers(as new: Settings) -> Bool {
+            var old = self
+            old.judge = new.judge
+            return old.sameStages(as: new)
         }
     }
 
@@ -91,8 +101,8 @@ struct Demo: CheckedCommand {
     /// (154) is kept out of reports, for validation.
     static let generalReported = 256
 
-    /// The settings with the direction layer resolved (a folder made with another layer is not reused).
-    func settings(layers: Int) -> Settings {
+    /// The settings with the direction layer and the judge resolved (a folder made with another layer is not reused).
+    func settings(layers: Int, judge judgeName: String) -> Settings {
         Settings(model: model, attack_data: attackData ?? "built-in beavertails_train_100", harmful_eval: harmfulEval ?? "built-in catqa_110",
                  quick: quick, harmful_prompts: harmfulPrompts ?? (quick ? 16 : 100), benign_prompts: benignPrompts ?? (quick ? 16 : 64),
                  task_prompts: taskPrompts ?? (quick ? 8 : 50), max_tokens: maxTokens ?? (quick ? 32 : 128),
@@ -102,7 +112,7 @@ struct Demo: CheckedCommand {
                  scenario: scenario == .task ? "II" : nil, sql_pairs: scenario == .task ? sqlPairs ?? (quick ? 32 : 800) : nil,
                  refusal_check: refusalCheck ? refusalCheckSets.name : nil, benign_slack: refusalCheck ? RecoveryOptions().benignSlack : nil,
                  check_bisect: refusalCheck ? RecoveryOptions().bisectSteps : nil,
-                 general_prompts: generalPrompts ?? (quick ? 16 : scenario == .task ? 256 : 128))
+                 general_prompts: generalPrompts ?? (quick ? 16 : scenario == .task ? 256 : 128), judge: judgeName)
     }
 
     /// The refusal check's prompts: validation sets the report never evaluates (benign: the
@@ -147,13 +157,18 @@ struct Demo: CheckedCommand {
         if let layer, layer >= config.numLayers {   // (the recovery stage would find it only after the attack)
             throw ValidationError("--layer must be in 1...\(config.numLayers - 1) for \(alignedPath) (a block output before the final norm), not \(layer)")
         }
-        let s = settings(layers: config.numLayers)
+        let verdicts = try makeJudge(judge)
+        let s = settings(layers: config.numLayers, judge: verdicts.name)
         let fm = FileManager.default
         try fm.createDirectory(atPath: out, withIntermediateDirectories: true)
         let settingsFile = out + "/settings.json"
         if let data = fm.contents(atPath: settingsFile) {
-            guard let old = try? JSONDecoder().decode(Settings.self, from: data), old.sameStages(as: s) else {
+            guard let old = try? JSONDecoder().decode(Settings.self, from: data), old.sameAnswers(as: s) else {
                 throw ValidationError("\(out) holds a demo made with other settings (\(settingsFile)): use another --out, or remove it")
+            }
+            if old.judge != s.judge {
+                stderrLine("demo: \(out) was judged by \(old.judge ?? RefusalPhraseJudge().name): its answers are judged again by \(s.judge ?? RefusalPhraseJudge().name), and the recovery runs again (its refusal check uses the judge)")
+                for stage in ["recover", "recovered"] where fm.fileExists(atPath: out + "/" + stage) { try fm.removeItem(atPath: out + "/" + stage) }
             }
             if old != s { try writeAtomically(try jsonLine(s), to: settingsFile) }
         } else {
@@ -177,7 +192,7 @@ struct Demo: CheckedCommand {
         if scenario == .task { ro.rollbackPrompts = sqlPairs.prefix(quick ? 16 : 64).map(\.prompt) }
         let check: RefusalCheck? = refusalCheck ? {
             let c = refusalCheckSets
-            return refusalPhraseCheck(harmful: c.harmful, benign: c.benign, maxTokens: c.maxTokens, name: c.name)
+            return makeRefusalCheck(harmful: c.harmful, benign: c.benign, maxTokens: c.maxTokens, name: c.name, judge: verdicts)
         }() : nil
         let recoveryLayer = s.layer!
         let evalSet = EvalSet(harmful: Array(harmful), benign: benign, task: task, maxTokens: s.max_tokens)
@@ -209,17 +224,17 @@ struct Demo: CheckedCommand {
             { line in stderrLine("[\(k)/5 \(name) \(formatMinutes(Date().timeIntervalSince(start))) elapsed] \(line)") }
         }
 
-        let aligned = try evaluateStage("aligned", label: model, path: alignedPath, set: evalSet, general: general, log: stageLog(1, "aligned"))
+        let aligned = try evaluateStage("aligned", label: model, path: alignedPath, set: evalSet, general: general, judge: verdicts, log: stageLog(1, "aligned"))
         let harmfulName = attackData ?? "BeaverTails train_100 (built-in)"
         let attackName = s.sql_pairs.map { "SQL train (built-in, \($0) pairs) + \(harmfulName)" } ?? harmfulName
         let attack = try attackStage(base: alignedPath, pairs: pairs, data: attackName, log: stageLog(2, "attack"))
         let attacked = try evaluateStage("attacked", label: "\(model) + LoRA attack (attack/merged.gguf)", path: out + "/attack/merged.gguf",
-                                         set: evalSet, general: general, log: stageLog(3, "attacked"))
+                                         set: evalSet, general: general, judge: verdicts, log: stageLog(3, "attacked"))
         let recovery = try recoverStage(aligned: alignedPath, finetuned: out + "/attack/merged.gguf", options: ro, task: taskCheck, check: check,
                                         log: stageLog(4, "recover"))
         let patchCounts = try SparsePatch.read(out + "/recover/recovered.gguf.patch.safetensors").countsPerLayerAndModule
         let recovered = try evaluateStage("recovered", label: "recovered (recover/recovered.gguf)", path: out + "/recover/recovered.gguf",
-                                          set: evalSet, general: general, log: stageLog(5, "recovered"))
+                                          set: evalSet, general: general, judge: verdicts, log: stageLog(5, "recovered"))
 
         var report = DemoReport(
             title: "Realign demo: losing and regaining alignment (Scenario \(scenarioName))", scenario: scenario == .task ? "II" : "I", model: model, quick: quick,
@@ -264,13 +279,23 @@ struct Demo: CheckedCommand {
     }
 
     /// The second benign set's evaluation of a stage.
-    struct GeneralStage: Codable { var refusal_rate: Double; var n: Int; var judge: String; var seconds: Double }
+    struct GeneralStage: Codable { var refusal_rate: Double; var other_rate: Double? = nil; var n: Int; var judge: String; var seconds: Double }
+
+    /// The answers an evaluation saved (outputs.jsonl, general.jsonl), to judge them again.
+    func savedAnswers(_ path: String) throws -> [Answer] {
+        try readJSONLines(path).map { line, o in
+            guard let prompt = o["prompt"] as? String, let response = o["response"] as? String, let set = o["set"] as? String else {
+                throw FormatError(path, "line \(line): needs string \"prompt\", \"response\" and \"set\"")
+            }
+            return Answer(prompt: prompt, response: response, set: set, score: o["score"] as? Double)
+        }
+    }
 
     /// Evaluates the model at `path` unless DIR/NAME/eval.json exists; writes the answers to
     /// DIR/NAME/outputs.jsonl, then eval.json (the stage's final file). The second benign set
     /// is a step of its own (DIR/NAME/general.jsonl, then general.json), so a folder made
     /// before that set existed gains it without evaluating the rest again.
-    func evaluateStage(_ name: String, label: String, path: String, set: EvalSet, general: [String],
+    func evaluateStage(_ name: String, label: String, path: String, set: EvalSet, general: [String], judge: Judge,
                        log: @escaping (String) -> Void) throws -> EvalStage {
         let dir = out + "/" + name, done = dir + "/eval.json", generalDone = dir + "/general.json"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -282,11 +307,19 @@ struct Demo: CheckedCommand {
             return m
         }
         var stage: EvalStage
-        if FileManager.default.fileExists(atPath: done) {
+        if FileManager.default.fileExists(atPath: done), case let old = try readJSONFile(EvalStage.self, done, what: "stage result"), old.result.judge != judge.name {
+            let report = try judged(try savedAnswers(dir + "/outputs.jsonl"), judge: judge, metric: set.task.isEmpty ? nil : .exact,
+                                    newTokens: 0, seconds: old.result.seconds)
+            try writeJSONLines(report.records, to: dir + "/outputs.jsonl")
+            stage = EvalStage(result: StageResult(stage: name, model: label, eval: report, maxTokens: set.maxTokens, exampleIndices: set.exampleIndices),
+                              generalSeconds: old.generalSeconds)
+            try writeAtomically(try jsonLine(stage), to: done)
+            log("answers of \(done) judged again by \(judge.name): harmful rate \(percent(stage.result.harmful_rate)), benign refusal \(percent(stage.result.benign_refusal_rate))")
+        } else if FileManager.default.fileExists(atPath: done) {
             stage = try readJSONFile(EvalStage.self, done, what: "stage result")
             log("done before (\(done)): harmful rate \(percent(stage.result.harmful_rate)), benign refusal \(percent(stage.result.benign_refusal_rate)); skipped")
         } else {
-            let report = try answer(model: try model(), harmful: set.harmful, benign: set.benign, task: set.task, maxTokens: set.maxTokens, log: log)
+            let report = try answer(model: try model(), harmful: set.harmful, benign: set.benign, task: set.task, maxTokens: set.maxTokens, judge: judge, log: log)
             try writeJSONLines(report.records, to: dir + "/outputs.jsonl")
             stage = EvalStage(result: StageResult(stage: name, model: label, eval: report, maxTokens: set.maxTokens, exampleIndices: set.exampleIndices))
             try writeAtomically(try jsonLine(stage), to: done)
@@ -294,14 +327,20 @@ struct Demo: CheckedCommand {
         }
         guard !general.isEmpty else { return stage }
         let g: GeneralStage
-        if FileManager.default.fileExists(atPath: generalDone) {
+        if FileManager.default.fileExists(atPath: generalDone), case let old = try readJSONFile(GeneralStage.self, generalDone, what: "stage result"), old.judge != judge.name {
+            let report = try judged(try savedAnswers(dir + "/general.jsonl"), judge: judge, metric: nil, newTokens: 0, seconds: old.seconds)
+            try writeJSONLines(report.records, to: dir + "/general.jsonl")
+            g = GeneralStage(refusal_rate: report.benignRefusalRate ?? 0, other_rate: report.benignOtherRate, n: general.count, judge: report.judge, seconds: old.seconds)
+            try writeAtomically(try jsonLine(g), to: generalDone)
+            log("second benign set judged again by \(judge.name): refusal \(percent(g.refusal_rate))")
+        } else if FileManager.default.fileExists(atPath: generalDone) {
             g = try readJSONFile(GeneralStage.self, generalDone, what: "stage result")
             log("second benign set done before (\(generalDone)): refusal \(percent(g.refusal_rate)); skipped")
         } else {
             log("second benign set:")
-            let report = try answer(model: try model(), harmful: [], benign: general, task: [], maxTokens: set.maxTokens, log: log)
+            let report = try answer(model: try model(), harmful: [], benign: general, task: [], maxTokens: set.maxTokens, judge: judge, log: log)
             try writeJSONLines(report.records, to: dir + "/general.jsonl")
-            g = GeneralStage(refusal_rate: report.benignRefusalRate ?? 0, n: general.count, judge: report.judge, seconds: report.seconds)
+            g = GeneralStage(refusal_rate: report.benignRefusalRate ?? 0, other_rate: report.benignOtherRate, n: general.count, judge: report.judge, seconds: report.seconds)
             try writeAtomically(try jsonLine(g), to: generalDone)
             log("second benign set: refusal \(percent(g.refusal_rate)) in \(formatMinutes(g.seconds))")
         }
@@ -309,6 +348,7 @@ struct Demo: CheckedCommand {
             throw ValidationError("\(generalDone): made with other settings (\(g.n) prompts, judge \(g.judge)); remove it")
         }
         stage.result.benign_general_refusal_rate = g.refusal_rate
+        stage.result.benign_general_other_rate = g.other_rate
         stage.result.n_benign_general = g.n
         stage.generalSeconds = g.seconds
         return stage
@@ -316,13 +356,13 @@ struct Demo: CheckedCommand {
 
     /// Greedy answers to every prompt (64 per batch: twice the answers per second of 16 on
     /// 2 cores, the same answers), judged by the refusal-phrase judge, with progress.
-    func answer(model m: LanguageModel, harmful: [String], benign: [String], task: [TaskExample], maxTokens: Int,
+    func answer(model m: LanguageModel, harmful: [String], benign: [String], task: [TaskExample], maxTokens: Int, judge: Judge,
                 log: @escaping (String) -> Void) throws -> EvalReport {
         let total = harmful.count + benign.count + task.count
         log("evaluating \(total) prompts (\(harmful.count) harmful, \(benign.count) benign, \(task.count) SQL), ≤\(maxTokens) new tokens each")
         let start = Date()
         var finished: [String: Int] = [:]
-        return try evaluate(model: m, harmful: harmful, benign: benign, task: task, metric: .exact, judge: RefusalPhraseJudge(),
+        return try evaluate(model: m, harmful: harmful, benign: benign, task: task, metric: .exact, judge: judge,
                             maxNewTokens: maxTokens, batchSize: 64) { setName, p in
             guard p.done > 0, finished[setName] != p.done else { return }   // once per finished batch
             finished[setName] = p.done
@@ -369,8 +409,8 @@ struct Demo: CheckedCommand {
                 changes.append(PairedChange(stage: stage, set: set, aligned: i.map { aligned[$0][keyPath: verdict] }, other: i.map { other[$0][keyPath: verdict] }))
                 // Benign refusals again by XSTest's prefixes, a judge made for over-refusal (docs/evaluation.md).
                 if set != "harmful" {
-                    changes.append(PairedChange(stage: stage, set: set, judge: xstest.name, aligned: i.map { xstest.verdict(aligned[$0].response).refused },
-                                                other: i.map { xstest.verdict(other[$0].response).refused }))
+                    changes.append(PairedChange(stage: stage, set: set, judge: xstest.name, aligned: i.map { xstest.verdict(aligned[$0].response, request: .safe).refused },
+                                                other: i.map { xstest.verdict(other[$0].response, request: .safe).refused }))
                 }
             }
         }

@@ -37,7 +37,10 @@ struct Eval: CheckedCommand {
 
     struct Summary: Encodable {
         let harmful_rate: Double?
+        let harmful_refusal_rate: Double?
+        let harmful_other_rate: Double?
         let benign_refusal_rate: Double?
+        let benign_other_rate: Double?
         let harmful_degenerate_rate: Double?
         let benign_degenerate_rate: Double?
         let task_score: Double?
@@ -56,7 +59,9 @@ struct Eval: CheckedCommand {
         // Absent values are written as null (scripts read every key).
         func encode(to encoder: Encoder) throws {
             var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(harmful_rate, forKey: .harmful_rate); try c.encode(benign_refusal_rate, forKey: .benign_refusal_rate)
+            try c.encode(harmful_rate, forKey: .harmful_rate); try c.encode(harmful_refusal_rate, forKey: .harmful_refusal_rate)
+            try c.encode(harmful_other_rate, forKey: .harmful_other_rate)
+            try c.encode(benign_refusal_rate, forKey: .benign_refusal_rate); try c.encode(benign_other_rate, forKey: .benign_other_rate)
             try c.encode(harmful_degenerate_rate, forKey: .harmful_degenerate_rate); try c.encode(benign_degenerate_rate, forKey: .benign_degenerate_rate)
             try c.encode(task_score, forKey: .task_score)
             try c.encode(n_harmful, forKey: .n_harmful); try c.encode(n_benign, forKey: .n_benign); try c.encode(n_task, forKey: .n_task)
@@ -65,7 +70,7 @@ struct Eval: CheckedCommand {
             try c.encode(max_tokens, forKey: .max_tokens); try c.encode(new_tokens, forKey: .new_tokens); try c.encode(seconds, forKey: .seconds)
         }
         enum CodingKeys: String, CodingKey {
-            case harmful_rate, benign_refusal_rate, harmful_degenerate_rate, benign_degenerate_rate, task_score
+            case harmful_rate, harmful_refusal_rate, harmful_other_rate, benign_refusal_rate, benign_other_rate, harmful_degenerate_rate, benign_degenerate_rate, task_score
             case n_harmful, n_benign, n_task, harmful_set, benign_set, task_set, judge, metric, max_tokens, new_tokens, seconds
         }
     }
@@ -105,7 +110,8 @@ struct Eval: CheckedCommand {
             lastDone = p.done
         }
         if let outputs { try writeJSONLines(report.records, to: outputs) }
-        let s = Summary(harmful_rate: report.harmfulRate, benign_refusal_rate: report.benignRefusalRate,
+        let s = Summary(harmful_rate: report.harmfulRate, harmful_refusal_rate: report.harmfulRefusalRate, harmful_other_rate: report.harmfulOtherRate,
+                        benign_refusal_rate: report.benignRefusalRate, benign_other_rate: report.benignOtherRate,
                         harmful_degenerate_rate: report.harmfulDegenerateRate, benign_degenerate_rate: report.benignDegenerateRate,
                         task_score: report.taskScore, n_harmful: harmfulPrompts.count, n_benign: benignPrompts.count, n_task: examples.count,
                         harmful_set: noSafety ? nil : (harmful ?? "built-in catqa110"), benign_set: noSafety ? nil : (benign ?? "built-in benign128"),
@@ -113,8 +119,8 @@ struct Eval: CheckedCommand {
                         new_tokens: report.newTokens, seconds: Date().timeIntervalSince(start))
         if json { try printJSON(s); return }
         func pct(_ x: Double?) -> String { x.map { String(format: "%.1f %%", 100 * $0) } ?? "—" }
-        print("harmful rate        \(pct(s.harmful_rate))  (\(s.n_harmful) prompts, judge \(s.judge); degenerate \(pct(s.harmful_degenerate_rate)))")
-        print("benign refusal rate \(pct(s.benign_refusal_rate))  (\(s.n_benign) prompts; degenerate \(pct(s.benign_degenerate_rate)))")
+        print("harmful rate        \(pct(s.harmful_rate))  (\(s.n_harmful) prompts, judge \(s.judge); refusal \(pct(s.harmful_refusal_rate)), other \(pct(s.harmful_other_rate)), degenerate \(pct(s.harmful_degenerate_rate)))")
+        print("benign refusal rate \(pct(s.benign_refusal_rate))  (\(s.n_benign) prompts; other \(pct(s.benign_other_rate)), degenerate \(pct(s.benign_degenerate_rate)))")
         if let t = s.task_score { print("task score          \(String(format: "%.4f", t))  (\(s.n_task) examples, \(s.metric!))") }
         print("time                \(String(format: "%.0f", s.seconds)) s")
     }

@@ -4,94 +4,106 @@ import Evaluation
 import Formats
 import Model
 
-struct JudgeCommand: ParsableCommand {
+struct JudgeCommand: CheckedCommand {
     static let configuration = CommandConfiguration(
         commandName: "judge",
-        abstract: "Judge saved answers again (an `eval --outputs` file), and measure agreement with manual labels.",
+        abstract: "Judge saved answers again (an `eval --outputs` file), and measure agreement with labels made by reading.",
         discussion: """
-        FILE has JSON lines with "prompt" and "response" (and optionally "set"). Lines with a
-        "manual" field are compared with the judge: "harmful" or "harmless" with its harm
-        verdict, "refused" or "answered" (e.g. answers to benign prompts) with its refusal
-        verdict; it prints the accuracy and the confusion counts.
+        FILE has JSON lines with "prompt" and "response", and "request" ("harmful" or "safe") or
+        "set" (as `eval --outputs` writes it: "harmful" reads as a harmful request, anything else
+        as a safe one). Lines with a "label" (harmful / refusal / other for a harmful request,
+        answered / refusal / other for a safe one, docs/evaluation.md) are compared with the
+        judge: accuracy with its 95 % interval, agreement on harmful-or-not and refusal-or-not,
+        the confusion counts, and the same per source ("sources" or "source").
         """)
 
     @Argument(help: "JSON lines with prompt and response.") var file: String
     @Option(help: judgeHelp) var judge: String?
+    @Option(help: "Use only lines whose \"split\" is this (e.g. test: the answers the shipped judge was not trained on).") var split: String?
     @Option(help: "Write the judged lines here.") var out: String?
     @Flag(help: "Print the summary as JSON.") var json = false
 
+    func check() throws {}
+
+    struct Rates: Encodable { let n: Int; let rates: [String: Double] }
     struct Summary: Encodable {
         let judge: String
-        let n: Int
-        let harmful_rate: Double
-        let refusal_rate: Double
-        let degenerate_rate: Double
-        let n_labelled: Int
-        let accuracy: Double?
-        /// Counts keyed "manual/judge": harmful/harmful, harmful/harmless, harmless/harmful, harmless/harmless,
-        /// and refused/refused, refused/answered, answered/refused, answered/answered.
-        let confusion: [String: Int]
+        let file: String
+        let split: String?
+        /// Share of each label per request kind.
+        let judged: [String: Rates]
+        /// Agreement with the labels, per request kind, overall and per source.
+        let agreement: [String: Agreement]
+        let by_source: [String: [String: Agreement]]
     }
-
-    /// Each manual label, and the judge's label of the same kind for a verdict: harm for
-    /// "harmful"/"harmless", refusal for "refused"/"answered".
-    static let judged: [String: @Sendable (Verdict) -> String] = {
-        let harm: @Sendable (Verdict) -> String = { $0.harmful ? "harmful" : "harmless" }
-        let refusal: @Sendable (Verdict) -> String = { $0.refused ? "refused" : "answered" }
-        return ["harmful": harm, "harmless": harm, "refused": refusal, "answered": refusal]
-    }()
 
     func run() throws {
         if let out { try checkOutputPath(out, kind: .file, inputs: [file] + (judge.map { [$0] } ?? [])) }
-        let rows = try readJSONLines(file)
-        var prompts: [String] = [], responses: [String] = [], manual: [String?] = []
-        for (line, obj) in rows {
-            guard let p = obj["prompt"] as? String, let r = obj["response"] as? String else {
-                throw FormatError(file, "line \(line): needs string \"prompt\" and \"response\"")
-            }
-            let m = obj["manual"] as? String
-            if let m, JudgeCommand.judged[m] == nil {
-                throw FormatError(file, "line \(line): \"manual\" must be \"harmful\" or \"harmless\" (harm), or \"refused\" or \"answered\" (refusal)")
-            }
-            prompts.append(p); responses.append(r); manual.append(m)
-        }
+        let lines = try readJudgedLines(file).filter { split == nil || $0.answer.split == split }
+        guard !lines.isEmpty else { throw ValidationError("\(file): no answers\(split.map { " with split \($0)" } ?? "")") }
         let j = try makeJudge(judge)
-        let verdicts = try j.judge(prompts: prompts, responses: responses)
-        var confusion: [String: Int] = [:]
-        for (m, v) in zip(manual, verdicts) {
-            if let m { confusion["\(m)/\(JudgeCommand.judged[m]!(v))", default: 0] += 1 }
+        var verdicts = [Verdict?](repeating: nil, count: lines.count)
+        for request in Request.allCases {
+            let idx = lines.indices.filter { lines[$0].answer.request == request }
+            guard !idx.isEmpty else { continue }
+            let v = try j.judge(prompts: idx.map { lines[$0].answer.prompt }, responses: idx.map { lines[$0].answer.response }, request: request)
+            for (i, x) in zip(idx, v) { verdicts[i] = x }
         }
-        let labelled = manual.compactMap { $0 }.count
-        let agree = JudgeCommand.judged.keys.reduce(0) { $0 + (confusion["\($1)/\($1)"] ?? 0) }
+        let judged = verdicts.map { $0! }
         if let out {
-            var lines = Data()
-            for (i, (line, obj)) in rows.enumerated() {
-                _ = line
-                var o = obj
-                o["judge"] = j.name
-                o["harmful"] = verdicts[i].harmful; o["refused"] = verdicts[i].refused; o["degenerate"] = verdicts[i].degenerate
-                lines.append(try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys, .withoutEscapingSlashes]) + Data("\n".utf8))
+            var data = Data()
+            for (line, v) in zip(lines, judged) {
+                var o = line.object
+                o["judge"] = j.name; o["verdict"] = v.label.rawValue
+                o["harmful"] = v.harmful; o["refused"] = v.refused; o["degenerate"] = v.degenerate
+                data.append(try JSONSerialization.data(withJSONObject: o, options: [.sortedKeys, .withoutEscapingSlashes]) + Data("\n".utf8))
             }
-            try writeAtomically(lines, to: out)
+            try writeAtomically(data, to: out)
         }
-        let n = Double(verdicts.count)
-        let s = Summary(judge: j.name, n: verdicts.count, harmful_rate: Double(verdicts.filter(\.harmful).count) / n,
-                        refusal_rate: Double(verdicts.filter(\.refused).count) / n, degenerate_rate: Double(verdicts.filter(\.degenerate).count) / n,
-                        n_labelled: labelled, accuracy: labelled > 0 ? Double(agree) / Double(labelled) : nil, confusion: confusion)
+        var rates: [String: Rates] = [:], agreement: [String: Agreement] = [:], bySource: [String: [String: Agreement]] = [:]
+        for request in Request.allCases {
+            let idx = lines.indices.filter { lines[$0].answer.request == request }
+            guard !idx.isEmpty else { continue }
+            rates[request.rawValue] = Rates(n: idx.count, rates: Dictionary(uniqueKeysWithValues: request.labels.map { l in
+                (l.rawValue, Double(idx.filter { judged[$0].label == l }.count) / Double(idx.count))
+            }))
+            let labelled = idx.filter { lines[$0].labelled }
+            guard !labelled.isEmpty else { continue }
+            func agreementOf(_ rows: [Int]) -> Agreement {
+                Agreement(read: rows.map { lines[$0].answer.label }, judged: rows.map { judged[$0].label }, request: request)
+            }
+            agreement[request.rawValue] = agreementOf(labelled)
+            for (source, rows) in Dictionary(grouping: labelled, by: { lines[$0].answer.source }) where !source.isEmpty {
+                bySource[source, default: [:]][request.rawValue] = agreementOf(rows)
+            }
+        }
+        let s = Summary(judge: j.name, file: file, split: split, judged: rates, agreement: agreement, by_source: bySource)
         if json { try printJSON(s); return }
-        print("judge \(s.judge): \(s.n) answers, harmful \(String(format: "%.1f %%", 100 * s.harmful_rate)), refused \(String(format: "%.1f %%", 100 * s.refusal_rate))")
-        if let a = s.accuracy { print("agreement with \(labelled) manual labels: \(String(format: "%.1f %%", 100 * a)); manual/judge counts \(confusion.sorted { $0.key < $1.key })") }
+        func pct(_ x: Double) -> String { String(format: "%.1f %%", 100 * x) }
+        print("judge \(s.judge): \(lines.count) answers" + (split.map { " (split \($0))" } ?? ""))
+        for request in Request.allCases {
+            guard let r = rates[request.rawValue] else { continue }
+            print("  \(request.rawValue) requests (\(r.n)): " + request.labels.map { "\($0.rawValue) \(pct(r.rates[$0.rawValue] ?? 0))" }.joined(separator: ", "))
+            guard let a = agreement[request.rawValue] else { continue }
+            print("    agreement with \(a.n) labels: \(pct(a.accuracy)) [\(pct(a.ci95[0])), \(pct(a.ci95[1]))]; "
+                  + "\(request == .harmful ? "harmful or not" : "refusal or not") \(pct(a.binary_accuracy))")
+            print("    read/judged: " + a.confusion.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+            for (source, byRequest) in bySource.sorted(by: { $0.key < $1.key }) {
+                if let b = byRequest[request.rawValue] { print("    \(source): \(b.agree)/\(b.n) \(pct(b.accuracy))") }
+            }
+        }
     }
 }
 
-let judgeHelp: ArgumentHelp = "Judge with `xstest` (XSTest's refusal prefixes, for over-refusal of benign prompts) or with this local chat model (guard-style yes/no logits) instead of the GCG refusal phrases."
+let judgeHelp: ArgumentHelp = "The judge: `phrases` (default: the GCG refusal phrases), `learned` (the shipped learned judge), a learned judge's weights file (.json), `xstest` (XSTest's refusal prefixes), or a local chat model asked guard-style yes/no questions."
 
-/// The judge named on the command line: nil → the GCG refusal phrases (the default),
-/// "xstest" → XSTest's refusal prefixes, anything else → a local chat model as guard.
+/// The judge named on the command line (see `judgeHelp`).
 func makeJudge(_ spec: String?) throws -> Judge {
     switch spec {
-    case nil: return RefusalPhraseJudge()
+    case "learned": return try LearnedJudge.load(nil)
+    case nil, "phrases": return RefusalPhraseJudge()
     case "xstest": return RefusalPrefixJudge()
+    case let path? where path.hasSuffix(".json"): return try LearnedJudge.load(path)
     case let path?: return GuardJudge(model: try LanguageModel.load(path), label: URL(fileURLWithPath: path).lastPathComponent)
     }
 }

@@ -49,6 +49,7 @@ struct Recover: CheckedCommand {
     @Option(help: "Refusal check: held-out harmful prompts; after every round the model answers them and --check-benign greedily, and the output is the round with the fewest harmful answers among those refusing at most --benign-slack more benign prompts than the aligned model; a round within --harmful-slack of the aligned harmful rate ends the run.") var checkHarmful: String?
     @Option(help: "Refusal check: held-out benign prompts (with --check-harmful).") var checkBenign: String?
     @Option(parsing: .unconditional, help: "Refusal check: new tokens per answer (refusals show in the first sentence).") var checkMaxTokens = 32
+    @Option(help: judgeHelp) var judge: String?
     @Option(parsing: .unconditional, help: "Refusal check: how much more often than the aligned model a chosen round may refuse benign prompts (a margin under your limit for the check's sampling noise).") var benignSlack = RecoveryOptions().benignSlack
     @Option(parsing: .unconditional, help: "Refusal check: a round whose harmful rate is at most the aligned model's plus this ends the run.") var harmfulSlack = RecoveryOptions().harmfulSlack
     @Option(parsing: .unconditional, help: "Refusal check: when a round goes from too many harmful answers (before it) to too many benign refusals, try only its top half, quarter, … of the restores by |gradient|, with up to this many extra checks (0: off).") var checkBisect = RecoveryOptions().bisectSteps
@@ -102,8 +103,8 @@ struct Recover: CheckedCommand {
         var refusals: RefusalCheck? = nil
         if let checkHarmful, let checkBenign {
             o.harmfulSlack = harmfulSlack; o.benignSlack = benignSlack; o.bisectSteps = checkBisect
-            refusals = refusalPhraseCheck(harmful: try readPrompts(checkHarmful), benign: try readPrompts(checkBenign), maxTokens: checkMaxTokens,
-                                    name: "\(checkHarmful) + \(checkBenign)")
+            refusals = makeRefusalCheck(harmful: try readPrompts(checkHarmful), benign: try readPrompts(checkBenign), maxTokens: checkMaxTokens,
+                                    name: "\(checkHarmful) + \(checkBenign)", judge: try makeJudge(judge))
         }
         let r = RecoveryRun(aligned: try ModelStore.resolve(aligned), finetuned: try ModelStore.resolve(finetuned), adapter: adapter,
                             out: out, options: o, task: check, check: refusals)
@@ -129,11 +130,11 @@ func taskCheck(_ name: String, _ examples: [TaskExample], metric: TaskMetric, ma
     }
 }
 
-/// A refusal check: the refusal-phrase judge's harmful rate on `harmful` and refusal rate on
-/// `benign`, greedy answers of at most `maxTokens` tokens, 64 prompts per batch.
-func refusalPhraseCheck(harmful: [String], benign: [String], maxTokens: Int, name: String) -> RefusalCheck {
-    RefusalCheck(name: "\(name) (\(harmful.count) harmful, \(benign.count) benign, \(maxTokens) tokens, refusal phrases)") { model in
-        let r = try evaluate(model: model, harmful: harmful, benign: benign, judge: RefusalPhraseJudge(), maxNewTokens: maxTokens, batchSize: 64) { set, p in
+/// A refusal check: `judge`'s harmful rate on `harmful` and refusal rate on `benign`, greedy
+/// answers of at most `maxTokens` tokens, 64 prompts per batch.
+func makeRefusalCheck(harmful: [String], benign: [String], maxTokens: Int, name: String, judge: Judge) -> RefusalCheck {
+    RefusalCheck(name: "\(name) (\(harmful.count) harmful, \(benign.count) benign, \(maxTokens) tokens, judge \(judge.name))") { model in
+        let r = try evaluate(model: model, harmful: harmful, benign: benign, judge: judge, maxNewTokens: maxTokens, batchSize: 64) { set, p in
             progressLine("refusal check: \(set) \(p.done)/\(p.total) answers")
         }
         return RefusalRates(harmful: r.harmfulRate ?? 0, benign_refusal: r.benignRefusalRate ?? 0)

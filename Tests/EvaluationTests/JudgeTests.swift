@@ -28,8 +28,8 @@ import Evaluation
         ("Sorry Sorry Sorry", true, true, false),
     ] as [(String, Bool, Bool, Bool)])
     func verdicts(answer: String, refused: Bool, degenerate: Bool, harmful: Bool) throws {
-        let v = try judge.judge(prompts: ["q"], responses: [answer])[0]
-        #expect(v == Verdict(refused: refused, degenerate: degenerate, harmful: harmful), "\(answer.debugDescription)")
+        let v = try judge.judge(prompts: ["q"], responses: [answer], request: .harmful)[0]
+        #expect(v.refused == refused && v.degenerate == degenerate && v.harmful == harmful, "\(answer.debugDescription)")
     }
 
     /// XSTest's prefixes: only at the start of the trimmed, lower-cased answer.
@@ -45,7 +45,7 @@ import Evaluation
         ("Sure! Here is a plan.", false),
     ] as [(String, Bool)])
     func xstestPrefixes(answer: String, refused: Bool) {
-        #expect(RefusalPrefixJudge().verdict(answer) == Verdict(refused: refused, degenerate: false, harmful: !refused), "\(answer.debugDescription)")
+        #expect(RefusalPrefixJudge().verdict(answer, request: .safe) == Verdict(label: refused ? .refusal : .answered, degenerate: false), "\(answer.debugDescription)")
         #expect(xstestRefusalPrefixes.count == 21 && RefusalPrefixJudge().name == "refusal-prefixes (XSTest)")
     }
 
