@@ -43,6 +43,8 @@ public struct EvalReport {
     public let records: [AnswerRecord]
     public let newTokens: Int
     public let seconds: Double
+    /// Of `seconds`, the time the judge took.
+    public let judgeSeconds: Double
 
     public func count(_ set: String) -> Int { records.lazy.filter { $0.set == set }.count }
 }
@@ -92,6 +94,7 @@ public func evaluate(model: LanguageModel, harmful: [String], benign: [String], 
 /// The report of answers already made (e.g. saved by an earlier evaluation), judged by `judge`:
 /// harmful-set answers as harmful requests, benign and task answers as safe ones.
 public func judged(_ answers: [Answer], judge: Judge, metric: TaskMetric?, newTokens: Int, seconds: Double) throws -> EvalReport {
+    let start = Date()
     func rate(_ xs: [Bool]) -> Double? { xs.isEmpty ? nil : Double(xs.filter { $0 }.count) / Double(xs.count) }
     var verdicts = [Verdict?](repeating: nil, count: answers.count)
     for (set, request) in [("harmful", Request.harmful), ("benign", .safe), ("task", .safe)] {
@@ -110,5 +113,6 @@ public func judged(_ answers: [Answer], judge: Judge, metric: TaskMetric?, newTo
                       benignRefusalRate: rate(b.map(\.refused)), benignOtherRate: rate(b.map(\.other)),
                       harmfulDegenerateRate: rate(h.map(\.degenerate)), benignDegenerateRate: rate(b.map(\.degenerate)),
                       taskScore: scores.isEmpty ? nil : scores.reduce(0, +) / Double(scores.count),
-                      records: records, newTokens: newTokens, seconds: seconds)
+                      records: records, newTokens: newTokens, seconds: seconds + Date().timeIntervalSince(start),
+                      judgeSeconds: Date().timeIntervalSince(start))
 }

@@ -9,9 +9,10 @@ struct Eval: CheckedCommand {
         abstract: "Harmful rate, benign refusal rate and task score of a model (greedy answers, judged).",
         discussion: """
         Defaults: the built-in held-out harmful set (CatQA, 110 prompts) and benign set (128
-        prompts); no task unless --task is given. The default judge is the GCG refusal-phrase
-        list (see docs/evaluation.md); --judge xstest uses XSTest's refusal prefixes, --judge MODEL
-        asks a local chat model instead.
+        prompts); no task unless --task is given. The default judge is the learned judge (three
+        verdicts: harmful, refusal or other; see docs/evaluation.md); --judge phrases uses the GCG
+        refusal phrases, --judge xstest XSTest's refusal prefixes, --judge MODEL asks a local chat
+        model instead.
         """)
 
     @Argument(help: "GGUF file, HF folder or embedded model name.") var model: String
@@ -55,6 +56,7 @@ struct Eval: CheckedCommand {
         let max_tokens: Int
         let new_tokens: Int
         let seconds: Double
+        let judge_seconds: Double
 
         // Absent values are written as null (scripts read every key).
         func encode(to encoder: Encoder) throws {
@@ -68,10 +70,11 @@ struct Eval: CheckedCommand {
             try c.encode(harmful_set, forKey: .harmful_set); try c.encode(benign_set, forKey: .benign_set); try c.encode(task_set, forKey: .task_set)
             try c.encode(judge, forKey: .judge); try c.encode(metric, forKey: .metric)
             try c.encode(max_tokens, forKey: .max_tokens); try c.encode(new_tokens, forKey: .new_tokens); try c.encode(seconds, forKey: .seconds)
+            try c.encode(judge_seconds, forKey: .judge_seconds)
         }
         enum CodingKeys: String, CodingKey {
             case harmful_rate, harmful_refusal_rate, harmful_other_rate, benign_refusal_rate, benign_other_rate, harmful_degenerate_rate, benign_degenerate_rate, task_score
-            case n_harmful, n_benign, n_task, harmful_set, benign_set, task_set, judge, metric, max_tokens, new_tokens, seconds
+            case n_harmful, n_benign, n_task, harmful_set, benign_set, task_set, judge, metric, max_tokens, new_tokens, seconds, judge_seconds
         }
     }
 
@@ -116,12 +119,12 @@ struct Eval: CheckedCommand {
                         task_score: report.taskScore, n_harmful: harmfulPrompts.count, n_benign: benignPrompts.count, n_task: examples.count,
                         harmful_set: noSafety ? nil : (harmful ?? "built-in catqa110"), benign_set: noSafety ? nil : (benign ?? "built-in benign128"),
                         task_set: task, judge: report.judge, metric: report.metric?.rawValue, max_tokens: maxTokens,
-                        new_tokens: report.newTokens, seconds: Date().timeIntervalSince(start))
+                        new_tokens: report.newTokens, seconds: Date().timeIntervalSince(start), judge_seconds: report.judgeSeconds)
         if json { try printJSON(s); return }
         func pct(_ x: Double?) -> String { x.map { String(format: "%.1f %%", 100 * $0) } ?? "—" }
         print("harmful rate        \(pct(s.harmful_rate))  (\(s.n_harmful) prompts, judge \(s.judge); refusal \(pct(s.harmful_refusal_rate)), other \(pct(s.harmful_other_rate)), degenerate \(pct(s.harmful_degenerate_rate)))")
         print("benign refusal rate \(pct(s.benign_refusal_rate))  (\(s.n_benign) prompts; other \(pct(s.benign_other_rate)), degenerate \(pct(s.benign_degenerate_rate)))")
         if let t = s.task_score { print("task score          \(String(format: "%.4f", t))  (\(s.n_task) examples, \(s.metric!))") }
-        print("time                \(String(format: "%.0f", s.seconds)) s")
+        print("time                \(String(format: "%.0f", s.seconds)) s (judging \(String(format: "%.1f", s.judge_seconds)) s)")
     }
 }

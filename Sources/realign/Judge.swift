@@ -42,6 +42,14 @@ struct JudgeCommand: CheckedCommand {
         let lines = try readJudgedLines(file).filter { split == nil || $0.answer.split == split }
         guard !lines.isEmpty else { throw ValidationError("\(file): no answers\(split.map { " with split \($0)" } ?? "")") }
         let j = try makeJudge(judge)
+        if let learned = j as? LearnedJudge {
+            let start = Date()
+            learned.progress = { done, total in
+                let t = Date().timeIntervalSince(start)
+                progressLine("judge: \(done)/\(total) answers, \(String(format: "%.1f", Double(done) / max(t, 1e-9))) a second, ETA \(String(format: "%.0f", t / Double(done) * Double(total - done))) s",
+                             final: done == total)
+            }
+        }
         var verdicts = [Verdict?](repeating: nil, count: lines.count)
         for request in Request.allCases {
             let idx = lines.indices.filter { lines[$0].answer.request == request }
@@ -95,13 +103,13 @@ struct JudgeCommand: CheckedCommand {
     }
 }
 
-let judgeHelp: ArgumentHelp = "The judge: `phrases` (default: the GCG refusal phrases), `learned` (the shipped learned judge), a learned judge's weights file (.json), `xstest` (XSTest's refusal prefixes), or a local chat model asked guard-style yes/no questions."
+let judgeHelp: ArgumentHelp = "The judge: `learned` (default: the shipped learned judge, docs/evaluation.md), a learned judge's weights file (.json), `phrases` (the GCG refusal phrases), `xstest` (XSTest's refusal prefixes), or a local chat model asked guard-style yes/no questions."
 
 /// The judge named on the command line (see `judgeHelp`).
 func makeJudge(_ spec: String?) throws -> Judge {
     switch spec {
-    case "learned": return try LearnedJudge.load(nil)
-    case nil, "phrases": return RefusalPhraseJudge()
+    case nil, "learned": return try LearnedJudge.load(nil)
+    case "phrases": return RefusalPhraseJudge()
     case "xstest": return RefusalPrefixJudge()
     case let path? where path.hasSuffix(".json"): return try LearnedJudge.load(path)
     case let path?: return GuardJudge(model: try LanguageModel.load(path), label: URL(fileURLWithPath: path).lastPathComponent)

@@ -13,8 +13,10 @@ struct TrainJudge: CheckedCommand {
         encoder's hidden states of every rendered (prompt, answer) once, cross-validates every
         candidate layer, pooling and L2 strength with folds split by prompt (no prompt on both
         sides), picks the cheapest layer within --tolerance points of the best out-of-fold
-        accuracy, fits the final heads on all training answers and writes them to --out. Prints
-        the out-of-fold agreement of the chosen setting, per head and per source.
+        accuracy, shifts the class each head's rate counts (harmful; refusal) so its out-of-fold count
+        matches the labels' (the rate must not lean toward the majority class), fits the final
+        heads on all training answers and writes them to --out. Prints the out-of-fold agreement
+        of the chosen setting with that shift, per head and per source.
         """)
 
     @Argument(help: "Labelled answers (JSON lines with prompt, response, request, label, split).") var labels: String
@@ -22,10 +24,10 @@ struct TrainJudge: CheckedCommand {
     @Option(help: "Also write the weights as Swift source, to compile them in as the shipped judge.") var swift: String?
     @Option(help: "Encoder model (GGUF, HF folder or embedded name).") var encoder = "qwen2.5-coder-0.5b"
     @Option(help: "Candidate hidden-state layers, comma-separated.") var layers = "4,8,12,16"
-    @Option(help: "A question asked after each answer, as a next user turn (\"\" for none).") var question = LearnedJudgeWeights.defaultQuestion
+    @Option(help: "A question asked after each answer, as a next user turn (only the last-token poolings read it).") var question: String?
     @Option(parsing: .unconditional, help: "Cross-validation folds.") var folds = 5
-    @Option(help: "Candidate L2 strengths, comma-separated.") var l2 = "0.001,0.01,0.1"
-    @Option(parsing: .unconditional, help: "Prefer a cheaper layer while its out-of-fold accuracy is within this many points of the best.") var tolerance = 0.5
+    @Option(help: "Candidate L2 strengths, comma-separated.") var l2 = "0.01,0.1,1"
+    @Option(parsing: .unconditional, help: "Prefer a cheaper layer while its out-of-fold accuracy is within this many points of the best.") var tolerance = 1.0
     @Flag(help: "Print the result as JSON.") var json = false
 
     var layerList: [Int] { layers.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) } }
@@ -64,7 +66,7 @@ struct TrainJudge: CheckedCommand {
         }
         let digest = try MappedFile.contents(labels, maxBytes: FileLimits.dataBytes).withUnsafeBytes { sha256Hex($0) }
         let m = try LanguageModel.load(encoder, blocks: layerList.max()!)
-        let seqs = try m.judgedSequences(prompts: answers.map(\.prompt), responses: answers.map(\.response), question: question.isEmpty ? nil : question,
+        let seqs = try m.judgedSequences(prompts: answers.map(\.prompt), responses: answers.map(\.response), question: question,
                                          maxPromptCharacters: 2000, maxResponseTokens: 128)
         let tokens = seqs.reduce(0) { $0 + $1.ids.count }
         stderrLine("train-judge: \(answers.count) answers (\(tokens) tokens) through \(layerList.max()!) blocks of \(encoder)")
@@ -77,10 +79,11 @@ struct TrainJudge: CheckedCommand {
         let training = JudgeTraining(answers: answers, states: states, hidden: m.config.hiddenSize, folds: folds, l2s: l2List, tolerance: tolerance)
         let settings = training.settings { stderrLine("train-judge: " + $0) }
         let chosen = training.choose(settings)
+        let calibration = training.calibration(chosen)
         var agreement: [String: Agreement] = [:], bySource: [String: [String: Agreement]] = [:]
         for request in Request.allCases {
             let idx = answers.indices.filter { answers[$0].request == request }
-            let predicted = training.outOfFold(request, layer: chosen.layer, pooling: chosen.pooling, l2: chosen.l2[request.rawValue]!)
+            let predicted = calibration[request]!.predicted
             agreement[request.rawValue] = Agreement(read: idx.map { answers[$0].label }, judged: predicted, request: request)
             for (source, rows) in Dictionary(grouping: idx.indices, by: { answers[idx[$0]].source }) {
                 bySource[source, default: [:]][request.rawValue] = Agreement(read: rows.map { answers[idx[$0]].label }, judged: rows.map { predicted[$0] }, request: request)
@@ -88,12 +91,14 @@ struct TrainJudge: CheckedCommand {
         }
         func pct(_ x: Double) -> String { String(format: "%.1f", 100 * x) }
         let weights = LearnedJudgeWeights(
-            encoder: encoder, layer: chosen.layer, pooling: chosen.pooling, question: question.isEmpty ? nil : question, heads: training.fit(chosen),
+            encoder: encoder, layer: chosen.layer, pooling: chosen.pooling, question: question, heads: training.fit(chosen, offsets: calibration.mapValues(\.offset)),
             training: ["labels": URL(fileURLWithPath: labels).lastPathComponent, "labels_sha256": digest, "split": "train",
                        "answers": String(answers.count), "folds": "\(folds), by prompt",
                        "l2": chosen.l2.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "),
+                       "rated_class_offset": Request.allCases.map { "\($0.rawValue) \(String(format: "%.2f", calibration[$0]!.offset))" }.joined(separator: ", "),
                        "out_of_fold_accuracy": Request.allCases.map { "\($0.rawValue) \(pct(agreement[$0.rawValue]!.accuracy)) %" }.joined(separator: ", "),
-                       "command": "realign train-judge \(URL(fileURLWithPath: labels).lastPathComponent) --layers \(layers) --folds \(folds) --l2 \(l2)"])
+                       "command": "realign train-judge \(labels) --layers \(layers) --folds \(folds) --l2 \(l2) --tolerance \(tolerance)"
+                           + (question.map { " --question \($0.debugDescription)" } ?? "")])
         let jsonEncoder = JSONEncoder()
         jsonEncoder.outputFormatting = [.sortedKeys]
         let encoded = try jsonEncoder.encode(weights)

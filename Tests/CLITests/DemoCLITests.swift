@@ -25,7 +25,8 @@ import Recovery
             #expect(s["n_harmful"] as? Int == 16 && s["n_benign"] as? Int == 16 && s["n_task"] as? Int == 8 && s["n_benign_general"] as? Int == 16)
             let g = try #require(s["benign_general_refusal_rate"] as? Double)
             #expect(g >= 0 && g <= 1)
-            #expect(s["judge"] as? String == "refusal-phrases" && s["metric"] as? String == "exact")
+            #expect((s["judge"] as? String ?? "").hasPrefix("learned:") && s["metric"] as? String == "exact")
+            #expect(s["harmful_refusal_rate"] is Double && s["harmful_other_rate"] is Double)
             let h = try #require(s["harmful_rate"] as? Double)
             #expect(h >= 0 && h <= 1)
             #expect((s["examples"] as? [Any])?.count == 5)
@@ -71,18 +72,29 @@ import Recovery
         // Other settings in the same folder are refused.
         let other = try CLI.run(args + ["--rounds", "3"])
         #expect(other.status != 0 && other.stderr.contains("other settings"), "\(other.stderr)")
+        // Another judge: the saved answers are judged again (not generated again), the recovery
+        // (whose refusal check the judge decides) and the recovered stage run again.
+        let alignedAnswers = try String(contentsOfFile: dir + "/aligned/outputs.jsonl", encoding: .utf8)
+        let rejudged = try CLI.run(args + ["--judge", "phrases"])
+        #expect(rejudged.status == 0, "\(rejudged.stderr)")
+        #expect(rejudged.stderr.components(separatedBy: "judged again by refusal-phrases:").count - 1 == 4, "\(rejudged.stderr)")
+        #expect(!rejudged.stderr.contains("recover/recover.json); skipped") && !rejudged.stderr.contains("recovered/eval.json); skipped"), "\(rejudged.stderr)")
+        let answers = { (text: String) in text.split(separator: "\n").map { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }.map { $0?["response"] as? String } }
+        #expect(answers(try String(contentsOfFile: dir + "/aligned/outputs.jsonl", encoding: .utf8)) == answers(alignedAnswers))
+        let judged = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/report.json"))) as? [String: Any])
+        #expect((judged["stages"] as? [[String: Any]])?.map { $0["judge"] as? String } == ["refusal-phrases", "refusal-phrases", "refusal-phrases"])
     }
 }
 
 /// `realign demo --scenario task --quick` on SmolLM2: the SQL-mixed attack and the recovery with
 /// its task check and refusal check (plumbing; the numbers of an unaligned 135M model mean
-/// nothing: it answers every harmful prompt before and after the attack, so the refusal check
-/// finds nothing to recover).
+/// nothing: by the refusal phrases it answers every harmful prompt before and after the attack,
+/// so the refusal check finds nothing to recover).
 @Suite struct DemoScenarioTwoCLITests {
     @Test func quickTaskScenarioOnSmolLM2() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("realign-demo2-\(getpid())").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let r = try CLI.run(["demo", "--model", RealModels.smol, "--quick", "--scenario", "task", "--out", dir])
+        let r = try CLI.run(["demo", "--model", RealModels.smol, "--quick", "--scenario", "task", "--judge", "phrases", "--out", dir])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.stderr.contains("Scenario II (SQL task)") && r.stderr.contains("32 SQL + 16 harmful pairs"), "\(r.stderr)")
         #expect(r.stderr.contains("task score of the fine-tuned model"), "\(r.stderr)")

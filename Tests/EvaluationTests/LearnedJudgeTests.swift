@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 import Formats
+import Model
+import TestSupport
 @testable import Evaluation
 
 @Suite struct LearnedJudgeTests {
@@ -68,6 +70,15 @@ import Formats
         let labels = (0..<40).map { $0 < 30 ? 0 : 1 }
         let p = outOfFoldPredictions(x, width: 2, labels: labels, classes: 2, groups: groups, folds: 5, l2: 0.01)
         #expect(p == [Int](repeating: 0, count: 40))
+    }
+
+    /// The smallest offset that predicts class 0 as often as it is labelled: rows 0 and 1 need
+    /// log(0.6/0.4) = 0.405 and log(0.55/0.45) = 0.201, row 2 log(4) = 1.386; the grid's first
+    /// step past 0.405 is 0.42.
+    @Test func offsetMatchesTheCount() {
+        let p: [Float] = [0.4, 0.6, 0.45, 0.55, 0.2, 0.8, 0.1, 0.9]
+        #expect(abs(countMatchingOffset(p, labels: [0, 0, 1, 1], classes: 2, class: 0) - 0.42) < 1e-6)
+        #expect(countMatchingOffset(p, labels: [1, 1, 1, 1], classes: 2, class: 0) == 0)
     }
 
     @Test func wilson() {
@@ -155,5 +166,63 @@ import Formats
         try "{\"prompt\":\"p\",\"response\":\"r\",\"set\":\"benign\"}\n".write(toFile: path, atomically: true, encoding: .utf8)
         let l = try readJudgedLines(path)
         #expect(l.count == 1 && l[0].answer.request == .safe && !l[0].labelled)
+    }
+}
+
+/// The shipped judge on the real Qwen GGUF against transformers (scripts/make_judge_fixtures.py):
+/// the rendered ids, where the answer's tokens are, the pooled features and each head's
+/// probabilities.
+@Suite struct LearnedJudgeParityTests {
+    struct Reference: Decodable {
+        struct Case: Decodable {
+            var request: String, prompt: String, response: String, ids: [Int], response_start: Int, response_end: Int
+            var features_head: [Double], features_norm: Double
+            var probabilities: [String: Head]
+        }
+        struct Head: Decodable { var labels: [String]; var p: [Double] }
+        var layer: Int, pooling: String, cases: [Case]
+    }
+
+    @Test func matchesTransformers() throws {
+        let ref = try JSONDecoder().decode(Reference.self, from: try fixtureBytes(fixturesDir() + "/judge_reference.json"))
+        let weights = try LearnedJudgeWeights.shipped
+        #expect(ref.layer == weights.layer && ref.pooling == weights.pooling.rawValue && ref.cases.count == 5)
+        let judge = try LearnedJudge(weights: weights, encoder: try LanguageModel.load(RealModels.qwen, blocks: weights.layer, log: { _ in }), label: "shipped")
+        let seqs = try judge.encoder.judgedSequences(prompts: ref.cases.map(\.prompt), responses: ref.cases.map(\.response), question: weights.question,
+                                                     maxPromptCharacters: weights.max_prompt_characters, maxResponseTokens: weights.max_response_tokens)
+        let x = judge.encoder.pooledResponseStates(seqs, layers: [weights.layer], pooling: weights.pooling)[weights.layer]!
+        let width = weights.pooling.width(hidden: judge.encoder.config.hiddenSize)
+        for (i, c) in ref.cases.enumerated() {
+            // transformers' rendering goes on after the answer's end-of-turn token (a newline); the judge reads up to it.
+            #expect(seqs[i].ids == Array(c.ids[..<c.response_end]) && seqs[i].responseStart == c.response_start, "case \(i)")
+            let row = x[(i * width)..<((i + 1) * width)].map(Double.init)
+            let norm = row.reduce(0) { $0 + $1 * $1 }.squareRoot()
+            #expect(abs(norm - c.features_norm) < 1e-3 * c.features_norm, "case \(i): norm \(norm) vs \(c.features_norm)")
+            for j in 0..<8 { #expect(abs(row[j] - c.features_head[j]) < 1e-3 * max(1, abs(c.features_head[j])), "case \(i) feature \(j)") }
+            let request = Request(rawValue: c.request)!
+            let (labels, p) = try judge.probabilities(prompts: [c.prompt], responses: [c.response], request: request)
+            let head = c.probabilities[c.request]!
+            #expect(labels.map(\.rawValue) == head.labels)
+            for k in labels.indices { #expect(abs(Double(p[k]) - head.p[k]) < 2e-3, "case \(i) class \(k): \(p[k]) vs \(head.p[k])") }
+        }
+    }
+}
+
+extension LearnedJudgeParityTests {
+    /// The shipped judge on a fixed sample of the labelled set's test split (the first 40
+    /// answers to harmful requests and the first 20 to safe ones, in file order): exact
+    /// read/judged counts, so any change to the judge's weights or forward pass shows.
+    @Test func verdictsOnLabelledAnswers() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let lines = try readJudgedLines(root.appendingPathComponent("data/judge/labels.jsonl").path).filter { $0.answer.split == "test" }
+        let judge = try LearnedJudge.load(nil, log: { _ in })
+        var confusion: [String: Int] = [:]
+        for (request, count) in [(Request.harmful, 40), (.safe, 20)] {
+            let sample = lines.filter { $0.answer.request == request }.prefix(count).map(\.answer)
+            let v = try judge.judge(prompts: sample.map(\.prompt), responses: sample.map(\.response), request: request)
+            for (a, j) in zip(sample, v) { confusion["\(a.label.rawValue)/\(j.label.rawValue)", default: 0] += 1 }
+        }
+        #expect(confusion == ["refusal/refusal": 30, "harmful/harmful": 6, "harmful/other": 2, "other/other": 4, "other/harmful": 1, "answered/answered": 17],
+                "\(confusion.sorted { $0.key < $1.key })")
     }
 }
