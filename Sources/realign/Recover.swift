@@ -73,6 +73,7 @@ struct Recover: CheckedCommand {
         guard ["auto", "on", "off"].contains(streaming) else { throw ValidationError("--streaming must be auto, on or off") }
         if task != nil && streaming == "on" { throw ValidationError("--streaming on does not work with --task (the task check needs the whole model)") }
         guard (checkHarmful == nil) == (checkBenign == nil) else { throw ValidationError("--check-harmful and --check-benign go together") }
+        if judge != nil && checkHarmful == nil { throw ValidationError("--judge judges the refusal check: it needs --check-harmful and --check-benign") }
         guard checkMaxTokens >= 1, checkBisect >= 0, (0...1).contains(benignSlack), (0...1).contains(harmfulSlack) else {
             throw ValidationError("need --check-max-tokens ≥ 1, --check-bisect ≥ 0 and --benign-slack, --harmful-slack in [0, 1]")
         }

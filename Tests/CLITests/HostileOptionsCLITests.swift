@@ -85,6 +85,7 @@ import TestSupport
             (rec + ["--rate", "-1"], "--rate must be in (0, 1]"),
             (rec + ["--layer", "-2"], "--layer must be at least 1 (a block's output), not -2"),
             (rec + ["--task-max-tokens", "0"], "--task-max-tokens must be at least 1, not 0"),
+            (rec + ["--judge", "phrases"], "--judge judges the refusal check: it needs --check-harmful and --check-benign"),
             (["demo", "--rate", "-1"], "--rate must be in (0, 1]"),
             (["demo", "--layer", "0"], "--layer must be at least 1 (a block's output), not 0"),
             (["demo", "--model", smol, "--layer", "30", "--out", out], "--layer must be in 1...29 for \(smol) (a block output before the final norm), not 30"),
