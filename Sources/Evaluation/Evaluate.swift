@@ -91,22 +91,30 @@ public func evaluate(model: LanguageModel, harmful: [String], benign: [String], 
     return try judged(answers, judge: judge, metric: task.isEmpty ? nil : metric, newTokens: tokens, seconds: Date().timeIntervalSince(start))
 }
 
+/// Verdicts of answers to requests of both kinds: each kind judged in one call (a learned
+/// judge batches them), the verdicts in the answers' order.
+public func judgeEach(_ judge: Judge, prompts: [String], responses: [String], requests: [Request]) throws -> [Verdict] {
+    var verdicts = [Verdict?](repeating: nil, count: prompts.count)
+    for request in Request.allCases {
+        let idx = requests.indices.filter { requests[$0] == request }
+        guard !idx.isEmpty else { continue }
+        let v = try judge.judge(prompts: idx.map { prompts[$0] }, responses: idx.map { responses[$0] }, request: request)
+        for (i, x) in zip(idx, v) { verdicts[i] = x }
+    }
+    return verdicts.map { $0! }
+}
+
 /// The report of answers already made (e.g. saved by an earlier evaluation), judged by `judge`:
 /// harmful-set answers as harmful requests, benign and task answers as safe ones.
 public func judged(_ answers: [Answer], judge: Judge, metric: TaskMetric?, newTokens: Int, seconds: Double) throws -> EvalReport {
     let start = Date()
     func rate(_ xs: [Bool]) -> Double? { xs.isEmpty ? nil : Double(xs.filter { $0 }.count) / Double(xs.count) }
-    var verdicts = [Verdict?](repeating: nil, count: answers.count)
-    for (set, request) in [("harmful", Request.harmful), ("benign", .safe), ("task", .safe)] {
-        let idx = answers.indices.filter { answers[$0].set == set }
-        guard !idx.isEmpty else { continue }
-        let v = try judge.judge(prompts: idx.map { answers[$0].prompt }, responses: idx.map { answers[$0].response }, request: request)
-        for (i, x) in zip(idx, v) { verdicts[i] = x }
-    }
+    let verdicts = try judgeEach(judge, prompts: answers.map(\.prompt), responses: answers.map(\.response),
+                                 requests: answers.map { $0.set == "harmful" ? .harmful : .safe })
     let records = answers.indices.map { i in
-        AnswerRecord(prompt: answers[i].prompt, response: answers[i].response, set: answers[i].set, verdict: verdicts[i]!, score: answers[i].score)
+        AnswerRecord(prompt: answers[i].prompt, response: answers[i].response, set: answers[i].set, verdict: verdicts[i], score: answers[i].score)
     }
-    func of(_ set: String) -> [Verdict] { answers.indices.filter { answers[$0].set == set }.map { verdicts[$0]! } }
+    func of(_ set: String) -> [Verdict] { answers.indices.filter { answers[$0].set == set }.map { verdicts[$0] } }
     let h = of("harmful"), b = of("benign"), scores = answers.compactMap { $0.set == "task" ? $0.score : nil }
     return EvalReport(judge: judge.name, metric: metric,
                       harmfulRate: rate(h.map(\.harmful)), harmfulRefusalRate: rate(h.map(\.refused)), harmfulOtherRate: rate(h.map(\.other)),

@@ -74,6 +74,26 @@ public struct Agreement: Encodable, Equatable {
     }
 }
 
+/// Agreement of `judged` with the labels of `answers` (the same order) per request kind, and
+/// per source and request kind (answers without a source only in the first). Keys are the
+/// request kinds' raw values.
+public func agreements(_ answers: [LabelledAnswer], judged: [AnswerLabel]) -> (byRequest: [String: Agreement], bySource: [String: [String: Agreement]]) {
+    precondition(answers.count == judged.count)
+    var byRequest: [String: Agreement] = [:], bySource: [String: [String: Agreement]] = [:]
+    func agreement(_ rows: [Int], _ request: Request) -> Agreement {
+        Agreement(read: rows.map { answers[$0].label }, judged: rows.map { judged[$0] }, request: request)
+    }
+    for request in Request.allCases {
+        let idx = answers.indices.filter { answers[$0].request == request }
+        guard !idx.isEmpty else { continue }
+        byRequest[request.rawValue] = agreement(idx, request)
+        for (source, rows) in Dictionary(grouping: idx, by: { answers[$0].source }) where !source.isEmpty {
+            bySource[source, default: [:]][request.rawValue] = agreement(rows, request)
+        }
+    }
+    return (byRequest, bySource)
+}
+
 /// The Wilson score interval of k successes in n at 95 % (z = 1.96), [low, high].
 public func wilsonInterval(_ k: Int, _ n: Int) -> [Double] {
     guard n > 0 else { return [0, 1] }

@@ -61,14 +61,7 @@ public struct LearnedJudgeWeights: Codable, Sendable {
     /// The shipped judge: data/judge/judge.json, compiled in (`ShippedJudge.swift`, written by
     /// `realign train-judge --swift`) so the default works from any directory.
     public static var shipped: LearnedJudgeWeights {
-        get throws {
-            let path = "data/judge/judge.json (compiled in)"
-            let w: LearnedJudgeWeights
-            do { w = try JSONDecoder().decode(LearnedJudgeWeights.self, from: Data(shippedJudgeJSON.utf8)) }
-            catch { throw FormatError(path, "cannot be read: \(error)") }
-            try w.check(path)
-            return w
-        }
+        get throws { try decode(Data(shippedJudgeJSON.utf8), path: "data/judge/judge.json (compiled in)") }
     }
 
     /// The Swift source that compiles a weights file in.
@@ -79,7 +72,15 @@ public struct LearnedJudgeWeights: Codable, Sendable {
 
     /// Reads and checks a weights file: every count and size agrees, every number is finite.
     public static func read(_ path: String) throws -> LearnedJudgeWeights {
-        let w = try readJSONFile(LearnedJudgeWeights.self, path, what: "learned judge weights")
+        try decode(try MappedFile.contents(path, maxBytes: FileLimits.jsonBytes), path: path)
+    }
+
+    /// Decodes and checks the bytes of a weights file; `path` names them in errors.
+    public static func decode(_ data: Data, path: String) throws -> LearnedJudgeWeights {
+        let w: LearnedJudgeWeights
+        do { w = try JSONDecoder().decode(LearnedJudgeWeights.self, from: data) } catch {
+            throw FormatError(path, "not a valid learned judge weights file: \(decodingProblem(error))")
+        }
         try w.check(path)
         return w
     }
@@ -191,8 +192,8 @@ public final class LearnedJudge: Judge {
     /// The judge of a weights file (or the shipped one), with its encoder's first blocks loaded.
     /// Its name ends in the weights' digest, so results of other weights are never mistaken for its own.
     public static func load(_ path: String?, log: @escaping (String) -> Void = stderrLine) throws -> LearnedJudge {
-        let w = try path.map(LearnedJudgeWeights.read) ?? LearnedJudgeWeights.shipped
         let bytes = try path.map { try MappedFile.contents($0, maxBytes: FileLimits.jsonBytes) } ?? Data(shippedJudgeJSON.utf8)
+        let w = try LearnedJudgeWeights.decode(bytes, path: path ?? "data/judge/judge.json (compiled in)")
         let digest = String(bytes.withUnsafeBytes { sha256Hex($0) }.prefix(8))
         let encoder = try LanguageModel.load(w.encoder, blocks: w.layer, log: log)
         return try LearnedJudge(weights: w, encoder: encoder,

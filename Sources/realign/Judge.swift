@@ -50,14 +50,8 @@ struct JudgeCommand: CheckedCommand {
                              final: done == total)
             }
         }
-        var verdicts = [Verdict?](repeating: nil, count: lines.count)
-        for request in Request.allCases {
-            let idx = lines.indices.filter { lines[$0].answer.request == request }
-            guard !idx.isEmpty else { continue }
-            let v = try j.judge(prompts: idx.map { lines[$0].answer.prompt }, responses: idx.map { lines[$0].answer.response }, request: request)
-            for (i, x) in zip(idx, v) { verdicts[i] = x }
-        }
-        let judged = verdicts.map { $0! }
+        let judged = try judgeEach(j, prompts: lines.map(\.answer.prompt), responses: lines.map(\.answer.response),
+                                   requests: lines.map(\.answer.request))
         if let out {
             var data = Data()
             for (line, v) in zip(lines, judged) {
@@ -68,23 +62,16 @@ struct JudgeCommand: CheckedCommand {
             }
             try writeAtomically(data, to: out)
         }
-        var rates: [String: Rates] = [:], agreement: [String: Agreement] = [:], bySource: [String: [String: Agreement]] = [:]
+        var rates: [String: Rates] = [:]
         for request in Request.allCases {
             let idx = lines.indices.filter { lines[$0].answer.request == request }
             guard !idx.isEmpty else { continue }
             rates[request.rawValue] = Rates(n: idx.count, rates: Dictionary(uniqueKeysWithValues: request.labels.map { l in
                 (l.rawValue, Double(idx.filter { judged[$0].label == l }.count) / Double(idx.count))
             }))
-            let labelled = idx.filter { lines[$0].labelled }
-            guard !labelled.isEmpty else { continue }
-            func agreementOf(_ rows: [Int]) -> Agreement {
-                Agreement(read: rows.map { lines[$0].answer.label }, judged: rows.map { judged[$0].label }, request: request)
-            }
-            agreement[request.rawValue] = agreementOf(labelled)
-            for (source, rows) in Dictionary(grouping: labelled, by: { lines[$0].answer.source }) where !source.isEmpty {
-                bySource[source, default: [:]][request.rawValue] = agreementOf(rows)
-            }
         }
+        let labelled = lines.indices.filter { lines[$0].labelled }
+        let (agreement, bySource) = agreements(labelled.map { lines[$0].answer }, judged: labelled.map { judged[$0].label })
         let s = Summary(judge: j.name, file: file, split: split, judged: rates, agreement: agreement, by_source: bySource)
         if json { try printJSON(s); return }
         func pct(_ x: Double) -> String { String(format: "%.1f %%", 100 * x) }

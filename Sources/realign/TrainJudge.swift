@@ -80,15 +80,12 @@ struct TrainJudge: CheckedCommand {
         let settings = training.settings { stderrLine("train-judge: " + $0) }
         let chosen = training.choose(settings)
         let calibration = training.calibration(chosen)
-        var agreement: [String: Agreement] = [:], bySource: [String: [String: Agreement]] = [:]
+        var predicted = [AnswerLabel](repeating: .other, count: answers.count)
         for request in Request.allCases {
             let idx = answers.indices.filter { answers[$0].request == request }
-            let predicted = calibration[request]!.predicted
-            agreement[request.rawValue] = Agreement(read: idx.map { answers[$0].label }, judged: predicted, request: request)
-            for (source, rows) in Dictionary(grouping: idx.indices, by: { answers[idx[$0]].source }) {
-                bySource[source, default: [:]][request.rawValue] = Agreement(read: rows.map { answers[idx[$0]].label }, judged: rows.map { predicted[$0] }, request: request)
-            }
+            for (i, label) in zip(idx, calibration[request]!.predicted) { predicted[i] = label }
         }
+        let (agreement, bySource) = agreements(answers, judged: predicted)
         func pct(_ x: Double) -> String { String(format: "%.1f", 100 * x) }
         let weights = LearnedJudgeWeights(
             encoder: encoder, layer: chosen.layer, pooling: chosen.pooling, question: question, heads: training.fit(chosen, offsets: calibration.mapValues(\.offset)),
