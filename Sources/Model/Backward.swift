@@ -479,43 +479,48 @@ extension Transformer {
 
 // MARK: - The recovery loss
 
-/// The recovery loss of one batch (paper eq. 2, as the authors' code computes it):
-/// L = −cos(x̄, d), x̄ = mean over the batch's rows x[count × H] (last-token states), d the
-/// aligned model's direction [H]. Computed in Double.
-public func negativeCosineForward(meanOf x: UnsafePointer<Float>, count: Int, hidden H: Int, target d: UnsafePointer<Float>) -> Double {
-    var mean = [Double](repeating: 0, count: H)
-    for r in 0..<count { for j in 0..<H { mean[j] += Double(x[r * H + j]) } }
+/// The recovery loss of states whose mean is `mean` (paper eq. 2 with Definition 1):
+/// L = −cos(x̄, d), d the aligned model's direction [H]; every one of the `count` states
+/// x_r behind x̄ gets the same gradient
+///   dL/dx_r = −(1/count) · (d / (|x̄|·|d|) − cos · x̄ / |x̄|²).
+/// Computed in Double; returns the loss and that gradient row.
+public func negativeCosine(mean x̄: [Double], count: Int, target d: UnsafePointer<Float>) -> (loss: Double, row: [Float]) {
+    let H = x̄.count
     var dot = 0.0, mm = 0.0, dd = 0.0
     for j in 0..<H {
-        let mj = mean[j] / Double(count), dj = Double(d[j])
-        dot += mj * dj; mm += mj * mj; dd += dj * dj
-    }
-    return -dot / (mm.squareRoot() * dd.squareRoot())
-}
-
-/// Backward of `negativeCosineForward`: every row gets the same gradient
-///   dL/dx_r = −(1/count) · (d / (|x̄|·|d|) − cos · x̄ / |x̄|²),
-/// written (not accumulated) into dx[count × H].
-public func negativeCosineBackward(_ dx: UnsafeMutablePointer<Float>, meanOf x: UnsafePointer<Float>, count: Int, hidden H: Int,
-                                   target d: UnsafePointer<Float>) {
-    var mean = [Double](repeating: 0, count: H)
-    for r in 0..<count { for j in 0..<H { mean[j] += Double(x[r * H + j]) } }
-    var dot = 0.0, mm = 0.0, dd = 0.0
-    for j in 0..<H {
-        mean[j] /= Double(count)
         let dj = Double(d[j])
-        dot += mean[j] * dj; mm += mean[j] * mean[j]; dd += dj * dj
+        dot += x̄[j] * dj; mm += x̄[j] * x̄[j]; dd += dj * dj
     }
     let nm = mm.squareRoot(), nd = dd.squareRoot(), cos = dot / (nm * nd)
-    for j in 0..<H {
-        let g = -(Double(d[j]) / (nm * nd) - cos * mean[j] / mm) / Double(count)
-        for r in 0..<count { dx[r * H + j] = Float(g) }
-    }
+    let row = (0..<H).map { j in Float(-(Double(d[j]) / (nm * nd) - cos * x̄[j] / mm) / Double(count)) }
+    return (-cos, row)
 }
 
-/// The recovery loss over many sequences as the authors' code batches it: consecutive batches
-/// of `batchSize` rows of states[count × H] (the last one may be shorter), loss = Σ over batches
-/// of −cos(batch mean, d). Writes dL/dstates into dStates[count × H]; returns the loss.
+/// Adds the rows of x[count × H] to `sum` (in Double).
+func rowSum(_ x: UnsafePointer<Float>, count: Int, hidden H: Int, into sum: inout [Double]) {
+    for r in 0..<count { for j in 0..<H { sum[j] += Double(x[r * H + j]) } }
+}
+
+/// The recovery loss of one batch: −cos(mean of the rows of x[count × H], d).
+public func negativeCosineForward(meanOf x: UnsafePointer<Float>, count: Int, hidden H: Int, target d: UnsafePointer<Float>) -> Double {
+    var sum = [Double](repeating: 0, count: H)
+    rowSum(x, count: count, hidden: H, into: &sum)
+    return negativeCosine(mean: sum.map { $0 / Double(count) }, count: count, target: d).loss
+}
+
+/// Backward of `negativeCosineForward`: the common gradient row written (not accumulated)
+/// into every row of dx[count × H].
+public func negativeCosineBackward(_ dx: UnsafeMutablePointer<Float>, meanOf x: UnsafePointer<Float>, count: Int, hidden H: Int,
+                                   target d: UnsafePointer<Float>) {
+    var sum = [Double](repeating: 0, count: H)
+    rowSum(x, count: count, hidden: H, into: &sum)
+    let row = negativeCosine(mean: sum.map { $0 / Double(count) }, count: count, target: d).row
+    for r in 0..<count { (dx + r * H).update(from: row, count: H) }
+}
+
+/// The recovery loss as the authors' code batches it: consecutive batches of `batchSize` rows
+/// of states[count × H] (the last one may be shorter), loss = Σ over batches of −cos(batch
+/// mean, d). Writes dL/dstates into dStates[count × H]; returns the loss.
 public func directionLoss(_ dStates: UnsafeMutablePointer<Float>, states: UnsafePointer<Float>, count: Int, hidden H: Int,
                           target d: UnsafePointer<Float>, batchSize: Int) -> Double {
     precondition(batchSize > 0)
@@ -530,37 +535,86 @@ public func directionLoss(_ dStates: UnsafeMutablePointer<Float>, states: Unsafe
     return loss
 }
 
+/// Which prompts share a term of the recovery loss.
+public enum LossBatch: Codable, Equatable, Sendable, CustomStringConvertible {
+    /// One term over the whole recovery set: −cos(d_f, d_o), d_f the mean last-token state over
+    /// all prompts — the paper's eq. 2 with its Definition 1 of a direction, and
+    /// ../shared/bench/ref_recover.py. The default.
+    case all
+    /// Σ over consecutive batches of this many prompts of −cos(batch mean, d_o): the authors'
+    /// published code (batches of 8). Its gradient is not zero at d_f = d_o (each batch's mean
+    /// strays from the whole set's), so it restores other weights than the paper's loss.
+    case prompts(Int)
+
+    public var description: String {
+        switch self { case .all: "all"; case .prompts(let n): String(n) }
+    }
+}
+
 extension Transformer {
-    /// Gradients of the recovery loss (Σ over batches of `batchSize` prompts of −cos(batch-mean
-    /// last-token state after block l−1, target)) for every weight of blocks 0..<l, accumulated
-    /// into `grads`. Runs `passSize` prompts per forward/backward pass (a multiple of
-    /// `batchSize`; memory grows with it, see `Activations`). Returns the loss.
-    /// Also returns the mean last-token state over all prompts (the current direction).
+    /// Gradients of the recovery loss (`LossBatch`) of the last-token states after block l−1
+    /// for every weight of blocks 0..<l, accumulated into `grads`; returns the loss and the mean
+    /// last-token state over all prompts (the current direction). Runs `passSize` prompts per
+    /// forward/backward pass (memory grows with it, see `Activations`; with batches, a multiple
+    /// of the batch). With `.all` and more than one pass, the mean must be known before any
+    /// backward: every pass runs forward first, then the last pass (whose activations are still
+    /// held) and the others, forward again, run backward — in that order, which the
+    /// layer-major `streamedDirectionGradients` follows so both sum the gradients alike.
     /// Non-finite states or loss throw `NonFiniteError`.
-    public func directionGradients(prompts: [[Int]], target: [Float], blocks l: Int, batchSize: Int = 8,
+    public func directionGradients(prompts: [[Int]], target: [Float], blocks l: Int, lossBatch: LossBatch = .all,
                                    passSize: Int = 32, into grads: [LayerWeights], reusing: Activations? = nil) throws -> (loss: Double, mean: [Float]) {
         precondition(target.count == config.hiddenSize)
-        let pass = max(batchSize, passSize / batchSize * batchSize)
+        let H = config.hiddenSize
+        let passes = Self.passes(prompts, lossBatch: lossBatch, passSize: passSize)
         let a = reusing ?? Activations()
         var loss = 0.0
-        var stateSum = [Double](repeating: 0, count: config.hiddenSize)
-        var start = 0
-        while start < prompts.count {
-            let chunk = Array(prompts[start..<min(start + pass, prompts.count)])
+        var stateSum = [Double](repeating: 0, count: H)
+        func forward(_ chunk: [[Int]]) throws {
             _ = forwardForBackward(tokens: chunk, blocks: l, reusing: a)
-            if !allFinite(a.lastStates, count: chunk.count * config.hiddenSize) {
-                throw nonFiniteError("hidden states", sequences: chunk, blocks: l)
+            if !allFinite(a.lastStates, count: chunk.count * H) { throw nonFiniteError("hidden states", sequences: chunk, blocks: l) }
+        }
+        switch lossBatch {
+        case .prompts(let batchSize):
+            for chunk in passes {
+                try forward(chunk)
+                rowSum(a.lastStates, count: chunk.count, hidden: H, into: &stateSum)
+                let dLast = a.buffer("dLast", chunk.count * H)
+                loss += target.withUnsafeBufferPointer {
+                    directionLoss(dLast, states: a.lastStates, count: chunk.count, hidden: H, target: $0.baseAddress!, batchSize: batchSize)
+                }
+                backward(a, dLast: dLast, into: grads)
             }
-            for r in 0..<chunk.count { for j in 0..<config.hiddenSize { stateSum[j] += Double(a.lastStates[r * config.hiddenSize + j]) } }
-            let dLast = a.buffer("dLast", chunk.count * config.hiddenSize)
-            loss += target.withUnsafeBufferPointer {
-                directionLoss(dLast, states: a.lastStates, count: chunk.count, hidden: config.hiddenSize,
-                              target: $0.baseAddress!, batchSize: batchSize)
+        case .all:
+            for chunk in passes {
+                try forward(chunk)
+                rowSum(a.lastStates, count: chunk.count, hidden: H, into: &stateSum)
             }
-            backward(a, dLast: dLast, into: grads)
-            start += chunk.count
+            let (l0, row) = target.withUnsafeBufferPointer {
+                negativeCosine(mean: stateSum.map { $0 / Double(max(prompts.count, 1)) }, count: prompts.count, target: $0.baseAddress!)
+            }
+            loss = l0
+            for (k, p) in Self.allLossBackwardOrder(passes.count).enumerated() {
+                if k > 0 { try forward(passes[p]) }
+                let dLast = a.buffer("dLast", passes[p].count * H)
+                for r in 0..<passes[p].count { (dLast + r * H).update(from: row, count: H) }
+                backward(a, dLast: dLast, into: grads)
+            }
         }
         if !loss.isFinite { throw NonFiniteError(model: source, what: "recovery loss (finite hidden states: a zero or non-finite target?)", firstAt: nil) }
         return (loss, stateSum.map { Float($0 / Double(max(prompts.count, 1))) })
+    }
+
+    /// The prompts of each forward/backward pass: consecutive runs of `passSize` (with batches,
+    /// rounded down to whole batches, at least one batch).
+    static func passes(_ prompts: [[Int]], lossBatch: LossBatch, passSize: Int) -> [[[Int]]] {
+        var pass = max(passSize, 1)
+        if case .prompts(let b) = lossBatch { precondition(b > 0); pass = max(b, pass / b * b) }
+        return stride(from: 0, to: prompts.count, by: pass).map { Array(prompts[$0..<min($0 + pass, prompts.count)]) }
+    }
+
+    /// The order of the backward passes of the `.all` loss: the last pass first (its
+    /// activations are still held after the mean's forward passes), then the others.
+    static func allLossBackwardOrder(_ passes: Int) -> [Int] {
+        passes == 0 ? [] : [passes - 1] + Array(0..<(passes - 1))
     }
 }

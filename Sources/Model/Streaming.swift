@@ -58,13 +58,12 @@ extension Transformer {
     /// they are complete, from block l−1 down to 0 (the buffers are reused for the next block).
     /// Memory: one block's weights and gradients, the checkpoints (n·H floats per block for
     /// n tokens of all prompts), and one pass's activations of one block.
-    public func streamedDirectionGradients(prompts: [[Int]], target: [Float], blocks l: Int, batchSize: Int = 8, passSize: Int = 32,
+    public func streamedDirectionGradients(prompts: [[Int]], target: [Float], blocks l: Int, lossBatch: LossBatch = .all, passSize: Int = 32,
                                            block: (Int) throws -> LayerWeights,
                                            gradient: (Int, LayerWeights, LayerWeights) throws -> Void) throws -> (loss: Double, mean: [Float]) {
         let c = config, H = c.hiddenSize
         precondition(target.count == H && l >= 1 && l <= c.numLayers)
-        let pass = max(batchSize, passSize / batchSize * batchSize)
-        let passes = stride(from: 0, to: prompts.count, by: pass).map { Array(prompts[$0..<min($0 + pass, prompts.count)]) }
+        let passes = Self.passes(prompts, lossBatch: lossBatch, passSize: passSize)
         let a = Activations()
         // inputs[p][b]: the input of block b for pass p [n_p × H]; last[p]: the last-token
         // states after block l−1 [S_p × H].
@@ -83,22 +82,35 @@ extension Transformer {
                 if b + 1 < l { inputs[p].append(out) }
             }
         }
-        // The loss, pass by pass as `directionGradients` sums it; dx[p] starts as dL/d(last states).
+        // The loss as `directionGradients` sums it; dx[p] starts as dL/d(last states) of pass p.
         var loss = 0.0
         var stateSum = [Double](repeating: 0, count: H)
         let dx = inputs.map { FloatBuffer(count: $0[0].count, zeroed: false) }
         for (p, seqs) in passes.enumerated() {
-            for r in 0..<seqs.count { for j in 0..<H { stateSum[j] += Double(last[p][r * H + j]) } }
-            loss += target.withUnsafeBufferPointer {
-                directionLoss(dx[p].ptr, states: last[p].ptr, count: seqs.count, hidden: H, target: $0.baseAddress!, batchSize: batchSize)
+            rowSum(last[p].ptr, count: seqs.count, hidden: H, into: &stateSum)
+            if case .prompts(let batchSize) = lossBatch {
+                loss += target.withUnsafeBufferPointer {
+                    directionLoss(dx[p].ptr, states: last[p].ptr, count: seqs.count, hidden: H, target: $0.baseAddress!, batchSize: batchSize)
+                }
             }
+        }
+        // The passes' backward order: the one `directionGradients` uses, so the sums agree bit for bit.
+        var order = Array(passes.indices)
+        if lossBatch == .all {
+            let (l0, row) = target.withUnsafeBufferPointer {
+                negativeCosine(mean: stateSum.map { $0 / Double(max(prompts.count, 1)) }, count: prompts.count, target: $0.baseAddress!)
+            }
+            loss = l0
+            for (p, seqs) in passes.enumerated() { for r in 0..<seqs.count { (dx[p].ptr + r * H).update(from: row, count: H) } }
+            order = Self.allLossBackwardOrder(passes.count)
         }
         if !loss.isFinite { throw NonFiniteError(model: source, what: "recovery loss (finite hidden states: a zero or non-finite target?)", firstAt: nil) }
         let g = LayerWeights.zeros(config: c)
         for b in (0..<l).reversed() {
             let w = try block(b)
             g.zero()
-            for (p, seqs) in passes.enumerated() {
+            for p in order {
+                let seqs = passes[p]
                 a.prepare(seqs, blocks: l, shortcut: true, config: c, sharedBlocks: true)
                 var s = a.saved[b]
                 s.xIn = inputs[p][b].ptr
@@ -129,6 +141,6 @@ extension Transformer {
 public func meanOfRows(_ rows: [Float], width: Int) -> [Float] {
     let count = rows.count / max(width, 1)
     var sum = [Double](repeating: 0, count: width)
-    for p in 0..<count { for j in 0..<width { sum[j] += Double(rows[p * width + j]) } }
+    rowSum(rows, count: count, hidden: width, into: &sum)
     return sum.map { Float($0 / Double(max(count, 1))) }
 }

@@ -51,9 +51,8 @@ extension RecoveryRun {
             defer { loadSeconds += Date().timeIntervalSince(t) }
             return try ModelWeights.loadBlock(i, config: c, from: PatchedParameters(finetunedSource, p))
         }
-        let eligibleSpecs = c.layerSpecs(0).filter { !$0.hfName.hasSuffix("norm.weight") }
-        let perBlock = eligibleSpecs.count
-        let eligible = layer * eligibleSpecs.reduce(0) { $0 + $1.shape.reduce(1, *) }
+        let perBlock = eligibleSpecs(c, block: 0).count
+        let eligible = layer * eligibleSpecs(c, block: 0).reduce(0) { $0 + $1.shape.reduce(1, *) }
         let k = try restoresPerRound(eligible: eligible)
         log("recovery (layer-major, one block in memory at a time): \(layer * perBlock) eligible tensors, \(eligible) weights, "
             + "\(k) restored per round (rate \(options.rate)), layer \(layer)")
@@ -70,7 +69,7 @@ extension RecoveryRun {
             var top = StreamingTopK(k: k)
             let current = patch
             let (loss, mean) = try f.decoder.streamedDirectionGradients(
-                prompts: ids, target: target, blocks: layer, batchSize: options.batchSize, passSize: options.passSize,
+                prompts: ids, target: target, blocks: layer, lossBatch: options.lossBatch, passSize: options.passSize,
                 block: { try currentBlock($0, current) }) { i, w, g in
                     let t = Date()
                     try top.add(eligibleTensors(block: w, gradients: g, layer: i), firstIndex: i * perBlock) { name, dst, n in

@@ -11,7 +11,7 @@ public struct RecoveryOptions: Codable, Equatable {
     /// More rounds than any rate needs (a round restores at least one weight; the run ends
     /// when one restores none), and few enough that round counts never overflow.
     public static let maxRounds = 1_000_000
-    public var batchSize: Int = 8           // prompts per loss term: −cos(batch mean, aligned direction)
+    public var lossBatch: LossBatch = .all  // prompts per loss term (the paper: all; the authors' code: 8)
     public var passSize: Int = 32           // prompts per forward/backward pass (memory, not result)
     public var prompts: [String] = RecoverySet.doNotAnswer256
     // Scenario II (only when a task check is given; §5.2.3).
@@ -280,19 +280,9 @@ public final class RecoveryRun {
         if task == nil && options.task != nil { throw RecoveryError("options name a task check (\(options.task!)) but none was given") }
         if check == nil && options.check != nil { throw RecoveryError("options name a refusal check (\(options.check!)) but none was given") }
 
-        let alignedSource: ParameterSource = try openParameters(alignedPath)
-        let alignedConfig = try modelConfig(of: alignedPath)
-        let finetunedConfig = try modelConfig(of: finetunedPath)
-        guard finetunedConfig == alignedConfig else {
-            throw RecoveryError("\(finetunedPath) and \(alignedPath) differ in architecture or sizes: \(finetunedConfig) vs \(alignedConfig)")
-        }
         // F's own values (rollback's targets): the file, or the file with the adapter merged.
-        var finetunedSource: ParameterSource = try openParameters(finetunedPath)
-        if let adapterPath {   // the adapter must fit F before any work
-            let lora = try LoRAAdapter(folder: adapterPath)
-            try lora.checkBase(finetunedConfig, model: finetunedPath)
-            finetunedSource = try LoRAMergedParameters(base: finetunedSource, adapter: lora)
-        }
+        let (alignedSource, finetunedSource, alignedConfig) = try openAlignedAndFinetuned(aligned: alignedPath, finetuned: finetunedPath,
+                                                                                          adapter: adapterPath)
         let layer = options.layer ?? Direction.defaultLayer(layers: alignedConfig.numLayers)
         guard layer >= 1, layer < alignedConfig.numLayers else {
             throw RecoveryError("--layer must be in 1...\(alignedConfig.numLayers - 1) (a block output before the final norm)")
@@ -409,7 +399,7 @@ public final class RecoveryRun {
             for g in grads { g.zero() }
             var t = Date()
             let (loss, mean) = try f.decoder.directionGradients(prompts: ids, target: target, blocks: layer,
-                                                            batchSize: options.batchSize, passSize: options.passSize,
+                                                            lossBatch: options.lossBatch, passSize: options.passSize,
                                                             into: grads, reusing: acts)
             precondition(mean.count == H)
             let cos = cosineSimilarity(mean, target)
@@ -430,7 +420,7 @@ public final class RecoveryRun {
                 t = Date()
                 for g in grads { g.zero() }
                 _ = try f.decoder.directionGradients(prompts: benignIds, target: benignTarget, blocks: layer,
-                                                 batchSize: options.batchSize, passSize: options.passSize, into: grads, reusing: acts)
+                                                 lossBatch: options.lossBatch, passSize: options.passSize, into: grads, reusing: acts)
                 let restoredHere = Dictionary(uniqueKeysWithValues: sel.restores.map { ($0.name, $0.indices) })
                 let within = tensors.map { restoredHere[$0.name] ?? [] }
                 let kBack = Int((options.rollbackRate * Double(sel.selected)).rounded())

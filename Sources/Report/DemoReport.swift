@@ -106,7 +106,7 @@ public struct RecoverySettings: Codable, Equatable {
     public var rounds: Int
     public var prompts: Int
     public var prompt_source: String
-    public var batch_size: Int
+    public var loss_batch: String   // prompts per loss term: "all" (the paper) or a number (the authors' code)
     /// Scenario II: the task check (warm-up, rollback, fuse); nil in Scenario I.
     public var task_check: String?
     /// The refusal check on validation prompts (chooses the output round); nil without one.
@@ -115,10 +115,10 @@ public struct RecoverySettings: Codable, Equatable {
     /// made before 2026-12-06 (the plots then sum the rounds).
     public var patch_per_layer: [String: Int]? = nil
     public var patch_per_module: [String: Int]? = nil
-    public init(layer: Int, rate: Double, rounds: Int, prompts: Int, prompt_source: String, batch_size: Int, task_check: String? = nil,
+    public init(layer: Int, rate: Double, rounds: Int, prompts: Int, prompt_source: String, loss_batch: String, task_check: String? = nil,
                 refusal_check: String? = nil, patch_per_layer: [String: Int]? = nil, patch_per_module: [String: Int]? = nil) {
         self.layer = layer; self.rate = rate; self.rounds = rounds; self.prompts = prompts; self.prompt_source = prompt_source
-        self.batch_size = batch_size; self.task_check = task_check; self.refusal_check = refusal_check
+        self.loss_batch = loss_batch; self.task_check = task_check; self.refusal_check = refusal_check
         self.patch_per_layer = patch_per_layer; self.patch_per_module = patch_per_module
     }
 }

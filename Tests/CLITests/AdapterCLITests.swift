@@ -37,7 +37,7 @@ import TestSupport
 
         let out = dir + "/recovered.gguf"
         let r = try CLI.run(["recover", "--aligned", RealModels.smol, "--finetuned", RealModels.smol, "--adapter", adapterDir,
-                             "--out", out, "--layer", "2", "--rounds", "2", "--prompts", prompts, "--batch-size", "2", "--pass-size", "4", "--json"])
+                             "--out", out, "--layer", "2", "--rounds", "2", "--prompts", prompts, "--loss-batch", "all", "--pass-size", "4", "--json"])
         #expect(r.status == 0, "\(r.stderr)")
         let rounds = String(decoding: r.stdout, as: UTF8.self).split(separator: "\n")
             .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
@@ -90,7 +90,7 @@ import TestSupport
             .write(to: URL(fileURLWithPath: task))
         let out = dir + "/recovered.gguf"
         let r = try CLI.run(["recover", "--aligned", RealModels.smol, "--finetuned", RealModels.smol, "--adapter", adapterDir,
-                             "--out", out, "--layer", "2", "--rounds", "2", "--prompts", prompts, "--batch-size", "2", "--pass-size", "4",
+                             "--out", out, "--layer", "2", "--rounds", "2", "--prompts", prompts, "--loss-batch", "2", "--pass-size", "4",
                              "--task", task, "--metric", "rouge1", "--task-max-tokens", "12", "--warmup-rounds", "1", "--json"])
         #expect(r.status == 0, "\(r.stderr)")
         let rounds = String(decoding: r.stdout, as: UTF8.self).split(separator: "\n")

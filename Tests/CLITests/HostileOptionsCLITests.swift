@@ -85,6 +85,8 @@ import TestSupport
             (rec + ["--rate", "-1"], "--rate must be in (0, 1]"),
             (rec + ["--layer", "-2"], "--layer must be at least 1 (a block's output), not -2"),
             (rec + ["--task-max-tokens", "0"], "--task-max-tokens must be at least 1, not 0"),
+            (rec + ["--loss-batch", "0"], "The value '0' is invalid for '--loss-batch <loss-batch>'"),
+            (rec + ["--loss-batch", "8", "--pass-size", "4"], "need --loss-batch ≤ --pass-size (8 > 4)"),
             (rec + ["--judge", "phrases"], "--judge judges the refusal check: it needs --check-harmful and --check-benign"),
             (["demo", "--rate", "-1"], "--rate must be in (0, 1]"),
             (["demo", "--layer", "0"], "--layer must be at least 1 (a block's output), not 0"),

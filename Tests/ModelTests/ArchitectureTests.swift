@@ -101,19 +101,21 @@ struct ArchitectureReference: Decodable {
 
     /// Layer-major passes (one block materialised at a time, as recovery of a model larger
     /// than memory runs) give the resident passes' loss, mean state and gradients bit for bit,
-    /// with blocks loaded one by one from the GGUF copy, for every family.
-    @Test(arguments: families)
-    func layerMajorEqualsResident(_ family: String) throws {
+    /// with blocks loaded one by one from the GGUF copy, for every family, with batched loss
+    /// terms and with one term over all prompts.
+    @Test(arguments: families, [false, true])
+    func layerMajorEqualsResident(_ family: String, overAll: Bool) throws {
         let (_, ref) = try ArchitectureTests.load(family)
         let gguf = try GGUFFile(path: ArchitectureTests.dir(family) + "/model.gguf")
         let c = try gguf.modelConfig(), l = ref.blocks
+        let lossBatch = overAll ? LossBatch.all : .prompts(ref.batch_size)
         let t = Transformer(weights: try ModelWeights.load(config: c, from: gguf))
         let grads = (0..<l).map { _ in LayerWeights.zeros(config: c) }
-        let want = try t.directionGradients(prompts: ref.sequences, target: ref.target, blocks: l, batchSize: ref.batch_size, passSize: 2, into: grads)
+        let want = try t.directionGradients(prompts: ref.sequences, target: ref.target, blocks: l, lossBatch: lossBatch, passSize: 2, into: grads)
         let partial = Transformer(weights: try ModelWeights.load(config: c, from: gguf, blocks: 0))
         var loaded: [Int] = [], seen: [Int] = []
         let block = { (i: Int) throws -> LayerWeights in loaded.append(i); return try ModelWeights.loadBlock(i, config: c, from: gguf) }
-        let got = try partial.streamedDirectionGradients(prompts: ref.sequences, target: ref.target, blocks: l, batchSize: ref.batch_size, passSize: 2,
+        let got = try partial.streamedDirectionGradients(prompts: ref.sequences, target: ref.target, blocks: l, lossBatch: lossBatch, passSize: 2,
                                                          block: block) { i, _, gi in
             seen.append(i)
             for ((name, x), (_, y)) in zip(gi.named(layer: i), grads[i].named(layer: i)) {

@@ -129,13 +129,16 @@ func lossAndGradients(_ t: Transformer, _ seqs: [[Int]], target: [Float], blocks
     }
 
     /// Gradients accumulate: several passes (`directionGradients` with a small pass size)
-    /// give the sum of the passes, equal to one pass over everything.
-    @Test func passesAccumulate() throws {
+    /// give the sum of the passes, equal to one pass over everything — for batched loss terms,
+    /// and for the paper's one term over all prompts (its mean comes from all passes before any
+    /// backward).
+    @Test(arguments: [LossBatch.prompts(2), .all])
+    func passesAccumulate(_ lossBatch: LossBatch) throws {
         let (t, ref, _) = try BackwardTests.tinyModel("tiny-llama")
         let seqs = try #require(ref.sequences)
         let one = t.zeroGradients(blocks: ref.blocks), two = t.zeroGradients(blocks: ref.blocks)
-        let l1 = try t.directionGradients(prompts: seqs + seqs, target: ref.target, blocks: ref.blocks, batchSize: 2, passSize: 100, into: one).loss
-        let l2 = try t.directionGradients(prompts: seqs + seqs, target: ref.target, blocks: ref.blocks, batchSize: 2, passSize: 2, into: two).loss
+        let l1 = try t.directionGradients(prompts: seqs + seqs, target: ref.target, blocks: ref.blocks, lossBatch: lossBatch, passSize: 100, into: one).loss
+        let l2 = try t.directionGradients(prompts: seqs + seqs, target: ref.target, blocks: ref.blocks, lossBatch: lossBatch, passSize: 2, into: two).loss
         #expect(abs(l1 - l2) < 1e-6)
         for b in 0..<ref.blocks {
             for ((tensor, x), (_, y)) in zip(one[b].named(layer: b), two[b].named(layer: b)) {
@@ -158,7 +161,7 @@ func lossAndGradients(_ t: Transformer, _ seqs: [[Int]], target: [Float], blocks
         let a = Activations()
         let start = Date()
         // Two passes (8 + 4 prompts): also checks that passes accumulate.
-        let loss = try t.directionGradients(prompts: seqs, target: ref.target, blocks: ref.blocks, batchSize: ref.batch_size,
+        let loss = try t.directionGradients(prompts: seqs, target: ref.target, blocks: ref.blocks, lossBatch: .prompts(ref.batch_size),
                                         passSize: 8, into: grads, reusing: a).loss
         let seconds = Date().timeIntervalSince(start)
         #expect(abs(loss - ref.loss) < 1e-5 * max(1, abs(ref.loss)), "loss \(loss) vs \(ref.loss)")

@@ -71,17 +71,17 @@ import TestSupport
         let grads = t.zeroGradients(blocks: 3)
         let target = [Float](repeating: 1, count: t.config.hiddenSize)
         let e = try #require(throws: NonFiniteError.self) {
-            try t.directionGradients(prompts: [[1, 5, 9], [2, 4]], target: target, blocks: 3, batchSize: 2, into: grads)
+            try t.directionGradients(prompts: [[1, 5, 9], [2, 4]], target: target, blocks: 3, into: grads)
         }
         #expect(e == NonFiniteError(model: "tiny.gguf", what: "hidden states", firstAt: "layer 1"))
         let streamed = try #require(throws: NonFiniteError.self) {
-            try t.streamedDirectionGradients(prompts: [[1, 5, 9], [2, 4]], target: target, blocks: 3, batchSize: 2,
+            try t.streamedDirectionGradients(prompts: [[1, 5, 9], [2, 4]], target: target, blocks: 3,
                                              block: { t.weights.layers[$0] }, gradient: { _, _, _ in })
         }
         #expect(streamed == e)
         #expect(throws: NonFiniteError.self) { try t.streamedMeanLastTokenState([[1, 5, 9]], layer: 3) { t.weights.layers[$0] } }
         // Blocks below the huge one are fine.
-        #expect(allFinite(try t.directionGradients(prompts: [[1, 5, 9], [2, 4]], target: target, blocks: 1, batchSize: 2,
+        #expect(allFinite(try t.directionGradients(prompts: [[1, 5, 9], [2, 4]], target: target, blocks: 1,
                                                    into: t.zeroGradients(blocks: 1)).mean))
     }
 

@@ -57,7 +57,7 @@ func untimed(_ l: [RoundLog]) -> [RoundLog] {
 
     static func options() -> RecoveryOptions {
         var o = RecoveryOptions()
-        o.layer = layer; o.rounds = 3; o.rate = 0.002; o.batchSize = 4; o.passSize = 8
+        o.layer = layer; o.rounds = 3; o.rate = 0.002; o.lossBatch = .prompts(4); o.passSize = 8
         o.prompts = Array(RecoverySet.doNotAnswer256.prefix(8))
         return o
     }

@@ -8,15 +8,17 @@ import TestSupport
 
 /// Layer-major recovery (one block in memory at a time) against the resident rounds.
 @Suite(.serialized) struct StreamingTests {
-    /// Two rounds on Qwen2.5-0.5B, two passes per round: the same patch, log and model file, bit for bit.
-    @Test func layerMajorRoundsEqualResidentRoundsBitForBit() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("realign-stream-\(getpid())").path
+    /// Two rounds on Qwen2.5-0.5B, two passes per round: the same patch, log and model file, bit
+    /// for bit, with batched loss terms and with the paper's one term over all prompts.
+    @Test(arguments: [LossBatch.prompts(2), .all])
+    func layerMajorRoundsEqualResidentRoundsBitForBit(_ lossBatch: LossBatch) throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("realign-stream-\(getpid())-\(lossBatch)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         // Qwen2.5-0.5B (q/k/v biases, Q4_K/Q6_K tensors) with 3 % of the weights of its first six blocks shifted.
         let (finetuned, _) = try RecoverTests.makeFinetuned(dir, model: RealModels.qwen, blocks: 6, seed: 7)
         var o = RecoveryOptions()
-        o.layer = 8; o.rounds = 2; o.rate = 0.002; o.batchSize = 2; o.passSize = 4
+        o.layer = 8; o.rounds = 2; o.rate = 0.002; o.lossBatch = lossBatch; o.passSize = 4
         o.prompts = Array(RecoverySet.doNotAnswer256.prefix(8))
         var logs: [[RoundLog]] = [], patches: [SparsePatch] = [], models: [Data] = []
         for streaming in [false, true] {

@@ -29,7 +29,7 @@ func fixtureReport() -> DemoReport {
                  stage("recovered", 0.38, 0.04, "I cannot help with that.", harmfulVerdict: false)],
         attack: AttackSettings(data: "BeaverTails train_100", pairs: 100, rank: 8, alpha: 16, targets: ["q_proj", "v_proj"], epochs: 1,
                                lr: 2e-4, batch: 4, max_length: 512, steps: 25, first_loss: 2.5, last_loss: 1.25),
-        recovery: RecoverySettings(layer: 16, rate: 0.002, rounds: 2, prompts: 64, prompt_source: "Do-Not-Answer", batch_size: 8),
+        recovery: RecoverySettings(layer: 16, rate: 0.002, rounds: 2, prompts: 64, prompt_source: "Do-Not-Answer", loss_batch: "all"),
         rounds: [round(1, 0.912345, 0.95, layers: ["0": 100, "15": 380], modules: ["q_proj": 200, "down_proj": 280]),
                  round(2, 0.95, 0.975, layers: ["0": 80, "15": 400], modules: ["q_proj": 300, "down_proj": 180])],
         data_sets: [DataSetInfo(role: "attack", name: "beavertails_train_100", n: 100, source: "BeaverTails", licence: "CC BY-NC 4.0")],

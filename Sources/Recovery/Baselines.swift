@@ -1,0 +1,127 @@
+import Foundation
+import Formats
+import Model
+import Tensor
+
+// Gradient-free restores to set beside the recovery: each sets chosen weights of the
+// fine-tuned model F back to the aligned model A's values, in the blocks the recovery may
+// touch (below the direction layer), and returns a patch like the recovery's. They answer
+// "does the gradient matter?": magnitude and random restore as many weights as a recovery
+// did, chosen without it; resetting the blocks is the most any such restore can do.
+
+/// How a gradient-free baseline chooses the weights it restores.
+public enum RestoreBaseline: String, CaseIterable, Codable, Sendable {
+    /// The `count` eligible weights with the largest |F − A| (one global cut, as the recovery's).
+    case magnitude
+    /// `count` eligible weights drawn uniformly (seeded) among those where F ≠ A.
+    case random
+    /// Every weight of blocks below the layer where F ≠ A, norms included: those blocks become
+    /// A's (an upper bound on what restoring them can give back, and a lower bound on the task).
+    case resetBlocks = "reset-blocks"
+}
+
+/// What a baseline did (its JSON summary).
+public struct BaselineSummary: Codable, Equatable {
+    public var method: String
+    public var aligned: String
+    public var finetuned: String
+    public var adapter: String?
+    public var layer: Int
+    /// Weights the method may restore: eligible ones (reset-blocks: every one) of blocks < layer.
+    public var weights: Int
+    /// Of those, where F ≠ A.
+    public var differing: Int
+    public var restored: Int
+    public var seed: UInt64?
+    public var per_layer: [String: Int]
+    public var per_module: [String: Int]
+    public var seconds: Double
+
+    public init(method: String, aligned: String, finetuned: String, adapter: String?, layer: Int, weights: Int, differing: Int, restored: Int,
+                seed: UInt64?, per_layer: [String: Int], per_module: [String: Int], seconds: Double) {
+        self.method = method; self.aligned = aligned; self.finetuned = finetuned; self.adapter = adapter; self.layer = layer
+        self.weights = weights; self.differing = differing; self.restored = restored; self.seed = seed
+        self.per_layer = per_layer; self.per_module = per_module; self.seconds = seconds
+    }
+}
+
+/// The tensors of block i the recovery may change (everything but norms), as the file holds them.
+public func eligibleSpecs(_ c: ModelConfig, block i: Int) -> [ParameterSpec] {
+    c.layerSpecs(i).filter { !$0.hfName.hasSuffix("norm.weight") }
+}
+
+/// The two models of a recovery opened side by side: A's and F's parameters (F with the LoRA
+/// adapter merged when one is given) and their common configuration. Their architectures and
+/// sizes must agree and the adapter must fit F, before any work.
+public func openAlignedAndFinetuned(aligned: String, finetuned: String, adapter: String?) throws
+    -> (aligned: ParameterSource, finetuned: ParameterSource, config: ModelConfig) {
+    let alignedConfig = try modelConfig(of: aligned)
+    let finetunedConfig = try modelConfig(of: finetuned)
+    guard finetunedConfig == alignedConfig else {
+        throw RecoveryError("\(finetuned) and \(aligned) differ in architecture or sizes: \(finetunedConfig) vs \(alignedConfig)")
+    }
+    var f: ParameterSource = try openParameters(finetuned)
+    if let adapter {
+        let lora = try LoRAAdapter(folder: adapter)
+        try lora.checkBase(finetunedConfig, model: finetuned)
+        f = try LoRAMergedParameters(base: f, adapter: lora)
+    }
+    return (try openParameters(aligned), f, alignedConfig)
+}
+
+/// The patch of a gradient-free baseline over blocks 0..<layer. `count` (magnitude, random)
+/// is how many weights to restore; `seed` drives random. Reads one block of each model at a
+/// time in fp32; `progress(blocksDone)` after each block.
+public func baselinePatch(_ method: RestoreBaseline, aligned: ParameterSource, finetuned: ParameterSource, config c: ModelConfig,
+                          layer: Int, count: Int, seed: UInt64 = 0, model: ModelIdentity?,
+                          progress: (Int) -> Void = { _ in }) throws -> (patch: SparsePatch, weights: Int, differing: Int) {
+    precondition(layer >= 1 && layer <= c.numLayers && count >= 0)
+    var patch = SparsePatch(model: model)
+    var weights = 0, differing = 0
+    var top = StreamingTopK(k: method == .resetBlocks ? 0 : count)
+    var rng = SplitMix64(seed: seed)
+    for i in 0..<layer {
+        let specs = method == .resetBlocks ? c.layerSpecs(i) : eligibleSpecs(c, block: i)
+        var tensors: [EligibleTensor] = [], targets: [String: FloatBuffer] = [:]
+        for spec in specs {
+            let n = spec.shape.reduce(1, *)
+            let f = FloatBuffer(count: n, zeroed: false), a = FloatBuffer(count: n, zeroed: false)
+            try finetuned.read(spec.hfName, into: f.ptr, count: n)
+            try aligned.read(spec.hfName, into: a.ptr, count: n)
+            finetuned.releasePages(spec.hfName); aligned.releasePages(spec.hfName)
+            for (src, x) in [(finetuned, f), (aligned, a)] where !x.allFinite {
+                throw FormatError(src.path, "\(spec.hfName) holds non-finite values")
+            }
+            weights += n
+            // The ranking score where the cut wants it: the sign rule (F − A)·g > 0 passes every
+            // differing weight, and |g| is |F − A| (magnitude) or a random positive float with
+            // 31 random bits (random: the top `count` of those are a uniform sample).
+            let g = FloatBuffer(count: method == .resetBlocks ? 0 : n)
+            var differ: [Int] = []
+            for j in 0..<n where f[j] != a[j] {
+                differing += 1
+                switch method {
+                case .resetBlocks: differ.append(j)
+                case .magnitude: g[j] = f[j] - a[j]
+                case .random:
+                    let bits = 0x0080_0000 + UInt32(truncatingIfNeeded: rng.next() % 0x7E80_0000)   // normal floats, [2^-126, 2^127)
+                    g[j] = f[j] > a[j] ? Float(bitPattern: bits) : -Float(bitPattern: bits)
+                }
+            }
+            if method == .resetBlocks {
+                try patch.add(spec.hfName, shape: spec.shape, indices: differ, values: differ.map { a[$0] })
+            } else {
+                tensors.append(EligibleTensor(name: spec.hfName, current: f, gradient: g))
+                targets[spec.hfName] = a
+            }
+        }
+        if method != .resetBlocks {
+            try top.add(tensors, firstIndex: i * specs.count) { name, dst, n in dst.update(from: targets[name]!.ptr, count: n) }
+        }
+        progress(i + 1)
+    }
+    if method != .resetBlocks {
+        for r in top.result().restores { try patch.add(r.name, shape: try aligned.shape(r.name), indices: r.indices, values: r.values) }
+    }
+    return (patch, weights, differing)
+}
