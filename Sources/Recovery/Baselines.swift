@@ -125,3 +125,41 @@ public func baselinePatch(_ method: RestoreBaseline, aligned: ParameterSource, f
     }
     return (patch, weights, differing)
 }
+
+// MARK: - RESTA
+
+/// RESTA (Bhardwaj et al. 2024): add a safety vector to the fine-tuned model, F + λ·(A − U),
+/// where U is the aligned model A fine-tuned on harmful pairs. With U = A + s·B_U·A_U (a LoRA
+/// adapter over A, as `realign finetune` writes), the vector is −λ·s·B_U·A_U: itself a LoRA
+/// adapter. This returns the adapter whose merge into F gives RESTA's model — U's modules
+/// with B scaled by −λ·s and scale 1, and, when F is a base plus its own adapter, that
+/// adapter's modules beside them (ranks concatenated: [B_F·s_F | −λ·s_U·B_U]·[A_F; A_U] is
+/// the sum exactly) — so the model is written like any merged adapter (`ModelOutput.write`).
+/// Every module gets scale 1 (alpha = its rank).
+public func restaSafetyAdapter(unaligned u: LoRAAdapter, lambda: Double, finetunedAdapter f: LoRAAdapter?) -> [(weights: LoRAAdapter.Weights, rank: Int)] {
+    let names = Set(u.weightNames + (f?.weightNames ?? [])).sorted()
+    return names.map { name in
+        var parts: [(a: [Float], b: [Float], rank: Int, factor: Float)] = []
+        if let m = f?.modules[name] { parts.append((m.a, m.b, m.rank, m.scale)) }
+        if let m = u.modules[name] { parts.append((m.a, m.b, m.rank, Float(-lambda) * m.scale)) }
+        let rank = parts.reduce(0) { $0 + $1.rank }, out = parts[0].b.count / parts[0].rank
+        var b = [Float](repeating: 0, count: out * rank)
+        var column = 0
+        for p in parts {
+            for o in 0..<out { for k in 0..<p.rank { b[o * rank + column + k] = p.factor * p.b[o * p.rank + k] } }
+            column += p.rank
+        }
+        return (LoRAAdapter.Weights(name: name, a: parts.flatMap(\.a), b: b), rank)
+    }
+}
+
+/// Writes `restaSafetyAdapter`'s modules as a PEFT folder (scale 1 everywhere: alpha = r, and
+/// rank_pattern/alpha_pattern name each module whose rank differs).
+public func writeRestaAdapter(_ modules: [(weights: LoRAAdapter.Weights, rank: Int)], to folder: String, baseModel: String?) throws {
+    let ranks = modules.map { ($0.weights.name, $0.rank) }
+    let common = Dictionary(grouping: ranks, by: \.1).max { $0.value.count < $1.value.count }!.key
+    let other = ranks.filter { $0.1 != common }.map { (String($0.0.dropLast(".weight".count)), $0.1) }
+    let targets = Set(modules.map { String($0.weights.name.dropLast(".weight".count).split(separator: ".").last!) }).sorted()
+    try LoRAAdapter.write(to: folder, modules: modules.map(\.weights), rank: common, alpha: Double(common), rankPattern: other,
+                          alphaPattern: other.map { ($0.0, Double($0.1)) }, targetModules: targets, baseModel: baseModel)
+}

@@ -11,10 +11,11 @@ struct Baseline: ParsableCommand {
         magnitude and random restore as many weights as a recovery did (--like its patch, or --count), \
         chosen without a gradient: by |fine-tuned − aligned|, or uniformly among the weights fine-tuning \
         changed. reset-blocks sets every weight of the blocks below --layer back to the aligned model's. \
-        Each writes OUT (in the fine-tuned model's format), OUT.patch.safetensors and OUT.summary.json; \
-        `realign eval` measures the result.
+        Each writes OUT (in the fine-tuned model's format), OUT.patch.safetensors and OUT.summary.json. \
+        resta adds RESTA's safety vector λ·(aligned − unaligned) and writes OUT, OUT.safety-adapter/ and \
+        OUT.summary.json. `realign eval` measures the result.
         """,
-        subcommands: [Magnitude.self, Random.self, ResetBlocks.self])
+        subcommands: [Magnitude.self, Random.self, ResetBlocks.self, Resta.self])
 
     /// The models and the output, as `recover` takes them.
     struct Models: ParsableArguments {
@@ -22,13 +23,20 @@ struct Baseline: ParsableCommand {
         @Option(help: "The fine-tuned model (same architecture and sizes); with --adapter, the base the adapter was trained on.") var finetuned: String
         @Option(help: "A PEFT LoRA adapter folder: the fine-tuned model is --finetuned with it merged (fp32).") var adapter: String?
         @Option(help: "Where to write the model (a .gguf file, or a folder for an HF model).") var out: String
-        @Option(parsing: .unconditional, help: "Restore only in the blocks below this hidden-state index, as recover (default ⌊2/3 · layers⌋).") var layer: Int?
         @Option(help: ggufOutputTypeHelp) var dtype: String = "f32"
         @Flag(help: "Print the summary as JSON.") var json = false
 
+        func validate() throws { _ = try ggufOutputType(dtype) }
+
+        var inputs: [String] { [aligned, finetuned] + (adapter.map { [$0] } ?? []) }
+    }
+
+    /// The blocks a restore may touch.
+    struct Layer: ParsableArguments {
+        @Option(parsing: .unconditional, help: "Restore only in the blocks below this hidden-state index, as recover (default ⌊2/3 · layers⌋).") var layer: Int?
+
         func validate() throws {
             if let layer, layer < 1 { throw outOfRange("--layer", layer, "at least 1 (a block's output)") }
-            _ = try ggufOutputType(dtype)
         }
     }
 
@@ -51,34 +59,89 @@ struct Baseline: ParsableCommand {
     struct Magnitude: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Restore the weights fine-tuning moved most (largest |fine-tuned − aligned|).")
         @OptionGroup var models: Models
+        @OptionGroup var layer: Layer
         @OptionGroup var count: Count
-        func run() throws { try Baseline.run(.magnitude, models, count: try count.resolve(), seed: nil, inputs: count.like.map { [$0] } ?? []) }
+        func run() throws { try Baseline.run(.magnitude, models, layer: layer.layer, count: try count.resolve(), seed: nil, inputs: count.like.map { [$0] } ?? []) }
     }
 
     struct Random: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Restore weights drawn uniformly among those fine-tuning changed.")
         @OptionGroup var models: Models
+        @OptionGroup var layer: Layer
         @OptionGroup var count: Count
         @Option(parsing: .unconditional, help: "Seed of the draw.") var seed: UInt64 = 0
-        func run() throws { try Baseline.run(.random, models, count: try count.resolve(), seed: seed, inputs: count.like.map { [$0] } ?? []) }
+        func run() throws { try Baseline.run(.random, models, layer: layer.layer, count: try count.resolve(), seed: seed, inputs: count.like.map { [$0] } ?? []) }
     }
 
     struct ResetBlocks: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "reset-blocks",
                                                         abstract: "Set every weight of the blocks below --layer (norms included) to the aligned model's.")
         @OptionGroup var models: Models
-        func run() throws { try Baseline.run(.resetBlocks, models, count: 0, seed: nil, inputs: []) }
+        @OptionGroup var layer: Layer
+        func run() throws { try Baseline.run(.resetBlocks, models, layer: layer.layer, count: 0, seed: nil, inputs: []) }
     }
 
-    static func run(_ method: RestoreBaseline, _ m: Models, count: Int, seed: UInt64?, inputs: [String]) throws {
+    struct Resta: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "RESTA: add the safety vector λ·(aligned − unaligned) to the fine-tuned model.",
+            discussion: """
+            The unaligned model is the aligned one with a LoRA adapter trained on harmful pairs \
+            (`realign finetune ALIGNED --data HARMFUL.jsonl --epochs 3`); the vector is then itself an adapter, \
+            written to OUT.safety-adapter/ and merged into the fine-tuned model (in fp32). Choose --lambda on \
+            validation prompts (`realign eval --harmful … --benign …` of a few values), never on the ones you report.
+            """)
+        @OptionGroup var models: Models
+        @Option(help: "The unaligned model: a PEFT LoRA adapter folder over --aligned, trained on harmful pairs.") var unaligned: String
+        @Option(parsing: .unconditional, help: "λ, the safety vector's weight.") var lambda: Double = 1
+
+        func validate() throws {
+            guard lambda.isFinite, lambda > 0, lambda <= 100 else { throw ValidationError("--lambda must be in (0, 100], not \(lambda)") }
+        }
+
+        func run() throws {
+            let t0 = Date()
+            let m = models, adapterOut = m.out + ".safety-adapter", summaryPath = m.out + ".summary.json"
+            let inputs = m.inputs + [unaligned]
+            try checkOutputPath(m.out, kind: isDirectory(m.finetuned) ? .folder : .file, inputs: inputs)
+            try checkOutputPath(adapterOut, kind: .folder, inputs: inputs)
+            try checkOutputPath(summaryPath, kind: .file, inputs: inputs)
+            let aligned = try ModelStore.resolve(m.aligned), finetuned = try ModelStore.resolve(m.finetuned)
+            let (a, _, config) = try openAlignedAndFinetuned(aligned: aligned, finetuned: finetuned, adapter: m.adapter)
+            let u = try LoRAAdapter(folder: unaligned)
+            try u.checkBase(config, model: aligned)
+            _ = try LoRAMergedParameters(base: a, adapter: u)   // U's modules fit A (and so F): refused here, before any work
+            let modules = restaSafetyAdapter(unaligned: u, lambda: lambda, finetunedAdapter: try m.adapter.map { try LoRAAdapter(folder: $0) })
+            try writeRestaAdapter(modules, to: adapterOut, baseModel: finetuned)
+            try ModelOutput.write(finetuned: finetuned, adapter: adapterOut, patch: SparsePatch(), to: m.out, ggufType: try ggufOutputType(m.dtype),
+                                  overwrite: true) { progressLine($0) }
+            let summary = RestaSummary(aligned: aligned, finetuned: finetuned, adapter: m.adapter, unaligned: unaligned, lambda: lambda,
+                                       safety_adapter: adapterOut, changed_tensors: modules.count, seconds: Date().timeIntervalSince(t0))
+            try writeAtomically(try jsonLine(summary), to: summaryPath)
+            progressLine(String(format: "baseline resta: λ %g, %ld tensors changed, %.1f s", lambda, modules.count, summary.seconds), final: true)
+            if m.json { try printJSON(summary) } else { print("\(m.out)\n\(adapterOut)\n\(summaryPath)") }
+        }
+    }
+
+    struct RestaSummary: Encodable {
+        var method = "resta"
+        var aligned, finetuned: String
+        var adapter: String?
+        var unaligned: String
+        var lambda: Double
+        var safety_adapter: String
+        var changed_tensors: Int
+        var seconds: Double
+    }
+
+    static func run(_ method: RestoreBaseline, _ m: Models, layer: Int?, count: Int, seed: UInt64?, inputs: [String]) throws {
         let t0 = Date()
-        let modelInputs = [m.aligned, m.finetuned] + (m.adapter.map { [$0] } ?? []) + inputs
+        let modelInputs = m.inputs + inputs
         let patchPath = m.out + ".patch.safetensors", summaryPath = m.out + ".summary.json"
         try checkOutputPath(m.out, kind: isDirectory(m.finetuned) ? .folder : .file, inputs: modelInputs)
         for p in [patchPath, summaryPath] { try checkOutputPath(p, kind: .file, inputs: modelInputs) }
         let aligned = try ModelStore.resolve(m.aligned), finetuned = try ModelStore.resolve(m.finetuned)
         let (a, f, config) = try openAlignedAndFinetuned(aligned: aligned, finetuned: finetuned, adapter: m.adapter)
-        let layer = m.layer ?? Direction.defaultLayer(layers: config.numLayers)
+        let layer = layer ?? Direction.defaultLayer(layers: config.numLayers)
         guard layer < config.numLayers else { throw outOfRange("--layer", layer, "in 1...\(config.numLayers - 1) (a block output before the final norm)") }
         let (patch, weights, differing) = try baselinePatch(method, aligned: a, finetuned: f, config: config, layer: layer, count: count,
                                                             seed: seed ?? 0, model: try ModelIdentity.of(finetuned, adapter: m.adapter)) { done in

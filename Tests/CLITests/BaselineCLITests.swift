@@ -50,4 +50,49 @@ import TestSupport
         #expect(same.status != 0 && same.stderr.contains(finetuned), "\(same.stderr)")
         #expect(!FileManager.default.fileExists(atPath: dir + "/bad.gguf"))
     }
+
+    /// RESTA with U = SmolLM2 + a rank-4 adapter (scale 2): the output is F − λ·2·B·A; with F =
+    /// SmolLM2 + that same adapter and λ = 1 it is SmolLM2 again.
+    @Test func restaAddsTheSafetyVector() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("realign-resta-cli-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let u = try AdapterCLITests.writeAdapter(dir + "/u")
+        let tensor = "model.layers.1.self_attn.v_proj.weight", m = try #require(u.modules[tensor])
+        let n = m.outFeatures * m.inFeatures
+        func values(_ path: String) throws -> [Float] {
+            var x = [Float](repeating: 0, count: n)
+            try GGUFFile(path: path).read(tensor, into: &x, count: n)
+            return x
+        }
+        let aligned = try values(RealModels.smol)
+        let j = try CLI.json(["baseline", "resta", "--aligned", RealModels.smol, "--finetuned", RealModels.smol, "--unaligned", dir + "/u",
+                              "--lambda", "0.5", "--out", dir + "/r.gguf", "--json"])
+        #expect(j["changed_tensors"] as? Int == 6 && j["lambda"] as? Double == 0.5)
+        let got = try values(dir + "/r.gguf")
+        var worst: Float = 0
+        for o in 0..<m.outFeatures {
+            for i in 0..<m.inFeatures {
+                var delta = 0.0
+                for k in 0..<m.rank { delta += Double(m.b[o * m.rank + k]) * Double(m.a[k * m.inFeatures + i]) }
+                worst = max(worst, abs(got[o * m.inFeatures + i] - Float(Double(aligned[o * m.inFeatures + i]) - 0.5 * 2 * delta)))
+            }
+        }
+        #expect(worst < 1e-6, "worst error \(worst)")
+        #expect(try LoRAAdapter(folder: dir + "/r.gguf.safety-adapter").modules.count == 6)
+
+        // F fine-tuned with U's own adapter, λ = 1: back to the aligned weights.
+        _ = try CLI.json(["baseline", "resta", "--aligned", RealModels.smol, "--finetuned", RealModels.smol, "--adapter", dir + "/u",
+                          "--unaligned", dir + "/u", "--lambda", "1", "--out", dir + "/back.gguf", "--json"])
+        let back = try values(dir + "/back.gguf")
+        #expect(zip(back, aligned).allSatisfy { abs($0 - $1) < 1e-6 })
+
+        try FileManager.default.createDirectory(atPath: dir + "/empty", withIntermediateDirectories: true)
+        for (args, message) in [(["--unaligned", dir + "/u", "--lambda", "0"], "--lambda must be in (0, 100], not 0.0"),
+                                (["--unaligned", dir + "/empty"], "not a PEFT adapter folder")] {
+            let r = try CLI.run(["baseline", "resta", "--aligned", RealModels.smol, "--finetuned", RealModels.smol, "--out", dir + "/bad.gguf"] + args)
+            #expect(r.status != 0 && r.stderr.contains(message), "\(args): \(r.stderr)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: dir + "/bad.gguf"))
+    }
 }
