@@ -75,6 +75,13 @@ public final class Transformer {
     public var lora: LoRA?
     /// The model file the weights came from, named by errors (non-finite activations).
     public var source: String
+    /// Activation addition (Arditi et al. 2024; the paper's Table IV steers this way): `vector`
+    /// [hidden] is added to every token's residual stream at hidden-state index `layer`, i.e.
+    /// after block layer−1, in `forward` (generation, and hidden-state taps, which see it).
+    /// The training passes ignore it.
+    public var steering: (layer: Int, vector: [Float])? {
+        didSet { if let s = steering { precondition(s.vector.count == config.hiddenSize && s.layer >= 1 && s.layer < config.numLayers) } }
+    }
 
     public init(weights: ModelWeights, quantized: QuantizedWeights? = nil, source: String = "the model") {
         self.weights = weights
@@ -137,6 +144,9 @@ public final class Transformer {
         for l in 0..<nBlocks {
             forwardBlock(l, weights.layers[l], quantized?.layers[l], x: x.ptr, step, past: sequences.map { cache.lengths[$0] },
                          keys: sequences.map { cache.keys[l][$0].ptr }, values: sequences.map { cache.values[l][$0].ptr })
+            if let s = steering, s.layer == l + 1 {
+                s.vector.withUnsafeBufferPointer { v in for r in 0..<n { for j in 0..<H { x[r * H + j] += v[j] } } }
+            }
             if l + 1 < c.numLayers { tap?(l + 1, x.ptr) }
             blockOutput?(l, x.ptr)
         }

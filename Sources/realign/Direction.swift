@@ -18,6 +18,7 @@ struct DirectionCommand: CheckedCommand {
     @Argument(help: "GGUF file, HF folder or embedded model name.") var model: String
     @Option(help: "A PEFT LoRA adapter folder to merge into MODEL (fp32).") var adapter: String?
     @Option(help: "Prompt file (one per line or JSON lines with \"prompt\"); default: the built-in 256 Do-Not-Answer prompts.") var prompts: String?
+    @Option(help: "Benign prompts, same format: the direction is then the difference of the two means (harmful − benign, a refusal direction as in Arditi et al. 2024, for eval --steer).") var subtract: String?
     @Option(parsing: .unconditional, help: "Hidden-state index (default ⌊2/3 · layers⌋).") var layer: Int?
     @Option(parsing: .unconditional, help: "Prompts per batch.") var batchSize = 16
     @Option(help: "Where to write the direction (.safetensors).") var out: String
@@ -29,7 +30,7 @@ struct DirectionCommand: CheckedCommand {
     }
 
     func run() throws {
-        try checkOutputPath(out, kind: .file, inputs: [model] + [adapter, prompts].compactMap { $0 })
+        try checkOutputPath(out, kind: .file, inputs: [model] + [adapter, prompts, subtract].compactMap { $0 })
         let m = try LanguageModel.load(model, adapter: adapter)
         let l = layer ?? Recovery.Direction.defaultLayer(layers: m.config.numLayers)
         guard l >= 0, l <= m.config.numLayers else { throw ValidationError("--layer must be in 0...\(m.config.numLayers)") }
@@ -40,9 +41,16 @@ struct DirectionCommand: CheckedCommand {
             progressLine("direction: \(done)/\(ids.count) prompts, \(String(format: "%.1f", Date().timeIntervalSince(start))) s", final: done == ids.count)
         }
         guard allFinite(mean) else { throw m.decoder.nonFiniteError("hidden states", sequences: ids, blocks: l) }
-        let d = Recovery.Direction(values: mean, layer: l, prompts: ids.count, model: m.path)
+        var values = mean
+        if let subtract {
+            let benign = try promptIds(try readPromptLines(subtract), of: subtract, chat: m.chat)
+            let other = m.decoder.meanLastTokenState(benign, layer: l, batchSize: batchSize)
+            guard allFinite(other) else { throw m.decoder.nonFiniteError("hidden states", sequences: benign, blocks: l) }
+            values = zip(mean, other).map { $0 - $1 }
+        }
+        let d = Recovery.Direction(values: values, layer: l, prompts: ids.count, model: m.path)
         try d.write(to: out)
-        let norm = mean.reduce(0) { $0 + Double($1) * Double($1) }.squareRoot()
+        let norm = values.reduce(0) { $0 + Double($1) * Double($1) }.squareRoot()
         if json {
             try printJSON(["out": out, "layer": String(l), "prompts": String(ids.count), "norm": String(norm)])
         } else {

@@ -3,6 +3,7 @@ import Foundation
 import Evaluation
 import Formats
 import Model
+import Recovery
 
 struct Eval: CheckedCommand {
     static let configuration = CommandConfiguration(
@@ -26,6 +27,8 @@ struct Eval: CheckedCommand {
     @Flag(help: "Skip the harmful and benign sets (task score only).") var noSafety = false
     @Option(help: "Write one JSON line per prompt (prompt, response, set, harmful, refused, degenerate, score).") var outputs: String?
     @Option(help: judgeHelp) var judge: String?
+    @Option(help: "A direction file (realign direction, e.g. a refusal direction with --subtract) added to every token's hidden state at its layer while generating (activation steering).") var steer: String?
+    @Option(parsing: .unconditional, help: "Multiplies the --steer direction.") var steerStrength = 1.0
     @Flag(help: "Print the summary as JSON.") var json = false
 
     func check() throws {
@@ -34,6 +37,7 @@ struct Eval: CheckedCommand {
         guard batch >= 1 else { throw outOfRange("--batch", batch, "at least 1") }
         if let limit, limit < 1 { throw outOfRange("--limit", limit, "at least 1") }
         if noSafety && task == nil { throw ValidationError("--no-safety needs --task") }
+        guard steerStrength.isFinite else { throw ValidationError("--steer-strength must be finite, not \(steerStrength)") }
     }
 
     struct Summary: Encodable {
@@ -91,6 +95,13 @@ struct Eval: CheckedCommand {
         let benignPrompts = noSafety ? [] : benignLines?.map(\.text) ?? cut(DataSets.benign128)
         let examples = taskLines?.map(\.example) ?? []
         let m = try LanguageModel.load(model)
+        if let steer {
+            let d = try Recovery.Direction.read(steer)
+            guard d.values.count == m.config.hiddenSize, (1..<m.config.numLayers).contains(d.layer) else {
+                throw ValidationError("\(steer): a direction of \(d.values.count) values at layer \(d.layer) does not fit \(model) (hidden \(m.config.hiddenSize), layers 1...\(m.config.numLayers - 1))")
+            }
+            m.decoder.steering = (d.layer, d.values.map { $0 * Float(steerStrength) })
+        }
         // Every prompt of a file fits the context, before any answer is generated.
         if let harmful, let harmfulLines { _ = try promptIds(harmfulLines, of: harmful, chat: m.chat) }
         if let benign, let benignLines { _ = try promptIds(benignLines, of: benign, chat: m.chat) }
