@@ -11,8 +11,9 @@ struct Recover: CheckedCommand {
         abstract: "Give a fine-tuned model back the alignment it lost (paper §5.2; Scenario II with --task).",
         discussion: """
         Each round: the fine-tuned model's harmful direction at --layer (mean last-prompt-token hidden
-        state over the recovery prompts) is compared with the aligned model's; the loss −cos is
-        back-propagated through the blocks below the layer; weights whose descent step points toward
+        state over the recovery prompts) is compared with the aligned model's; the loss −cos(direction,
+        aligned direction) (one term over all prompts, as the paper; --loss-batch 8 as the authors' code)
+        is back-propagated through the blocks below the layer; weights whose descent step points toward
         their aligned value are candidates; the --rate share of eligible weights with the largest
         |gradient| (one global cut) is set to the aligned values.
         With --task (Scenario II): --warmup-rounds rounds, then a task check; if the score fell more
