@@ -153,13 +153,72 @@ public func restaSafetyAdapter(unaligned u: LoRAAdapter, lambda: Double, finetun
     }
 }
 
-/// Writes `restaSafetyAdapter`'s modules as a PEFT folder (scale 1 everywhere: alpha = r, and
-/// rank_pattern/alpha_pattern name each module whose rank differs).
-public func writeRestaAdapter(_ modules: [(weights: LoRAAdapter.Weights, rank: Int)], to folder: String, baseModel: String?) throws {
+/// Writes adapter modules whose B already holds the scale (`restaSafetyAdapter`,
+/// `safeLoRAAdapter`) as a PEFT folder: scale 1 everywhere (alpha = r), rank_pattern and
+/// alpha_pattern naming each module whose rank differs.
+public func writeUnscaledAdapter(_ modules: [(weights: LoRAAdapter.Weights, rank: Int)], to folder: String, baseModel: String?) throws {
     let ranks = modules.map { ($0.weights.name, $0.rank) }
     let common = Dictionary(grouping: ranks, by: \.1).max { $0.value.count < $1.value.count }!.key
     let other = ranks.filter { $0.1 != common }.map { (String($0.0.dropLast(".weight".count)), $0.1) }
     let targets = Set(modules.map { String($0.weights.name.dropLast(".weight".count).split(separator: ".").last!) }).sorted()
     try LoRAAdapter.write(to: folder, modules: modules.map(\.weights), rank: common, alpha: Double(common), rankPattern: other,
                           alphaPattern: other.map { ($0.0, Double($0.1)) }, targetModules: targets, baseModel: baseModel)
+}
+
+// MARK: - Safe LoRA
+
+/// One adapted weight's fate under Safe LoRA.
+public struct SafeLoRALayer: Codable, Equatable {
+    public var name: String
+    /// cos(ΔW, C·ΔW) in the Frobenius inner product.
+    public var similarity: Double
+    public var projected: Bool
+}
+
+/// Safe LoRA (Hsu et al. 2024): each adapted weight's update ΔW = s·B·A is replaced by its
+/// projection C·ΔW onto the alignment subspace, C = V·Vᵀ/‖V‖_F with V = W_aligned − W_base,
+/// when cos(ΔW, C·ΔW) < `threshold`. C·ΔW = s·(V·(Vᵀ·B)/‖V‖_F)·A is again a LoRA update, so the
+/// result is an adapter (B holding the scale, as `writeUnscaledAdapter` writes it). The
+/// similarity needs only r × r matrices: ⟨B₁A, B₂A⟩ = tr(B₁ᵀB₂·AAᵀ).
+public func safeLoRAAdapter(_ adapter: LoRAAdapter, aligned: ParameterSource, base: ParameterSource, threshold: Double) throws
+    -> (modules: [(weights: LoRAAdapter.Weights, rank: Int)], layers: [SafeLoRALayer]) {
+    var modules: [(weights: LoRAAdapter.Weights, rank: Int)] = [], layers: [SafeLoRALayer] = []
+    for name in adapter.weightNames {
+        let m = adapter.modules[name]!, out = m.outFeatures, inF = m.inFeatures, r = m.rank
+        let v = FloatBuffer(count: out * inF, zeroed: false), w = FloatBuffer(count: out * inF, zeroed: false)
+        try aligned.read(name, into: v.ptr, count: v.count)
+        try base.read(name, into: w.ptr, count: w.count)
+        aligned.releasePages(name); base.releasePages(name)
+        var norm = 0.0
+        for i in 0..<v.count { v[i] -= w[i]; norm += Double(v[i]) * Double(v[i]) }
+        norm = norm.squareRoot()
+        guard norm > 0, norm.isFinite else {
+            throw FormatError(base.path, "\(name) is the same in the aligned and the base model (or not finite): no alignment subspace to project on")
+        }
+        // B' = V·(Vᵀ·B)/‖V‖_F.
+        let vtb = FloatBuffer(count: inF * r), projected = [Float](repeating: 0, count: out * r)
+        m.b.withUnsafeBufferPointer { b in
+            gemm(transA: true, transB: false, m: inF, n: r, k: out, a: v.ptr, lda: inF, b: b.baseAddress!, ldb: r, c: vtb.ptr, ldc: r)
+        }
+        var bp = projected
+        bp.withUnsafeMutableBufferPointer { p in
+            gemm(transA: false, transB: false, m: out, n: r, k: inF, alpha: Float(1 / norm), a: v.ptr, lda: inF, b: vtb.ptr, ldb: r, c: p.baseAddress!, ldc: r)
+        }
+        // Gram matrices in Double: G = A·Aᵀ [r × r], then tr(XᵀY·G) for X, Y ∈ {B, B'}.
+        var g = [Double](repeating: 0, count: r * r)
+        for i in 0..<r { for j in 0..<r { var d = 0.0; for c in 0..<inF { d += Double(m.a[i * inF + c]) * Double(m.a[j * inF + c]) }; g[i * r + j] = d } }
+        func inner(_ x: [Float], _ y: [Float]) -> Double {
+            var xty = [Double](repeating: 0, count: r * r)
+            for o in 0..<out { for i in 0..<r { for j in 0..<r { xty[i * r + j] += Double(x[o * r + i]) * Double(y[o * r + j]) } } }
+            var t = 0.0
+            for i in 0..<r { for j in 0..<r { t += xty[i * r + j] * g[j * r + i] } }
+            return t
+        }
+        let similarity = inner(m.b, bp) / max((inner(m.b, m.b) * inner(bp, bp)).squareRoot(), 1e-300)
+        let project = similarity < threshold
+        let b = (project ? bp : m.b).map { $0 * m.scale }
+        modules.append((LoRAAdapter.Weights(name: name, a: m.a, b: b), r))
+        layers.append(SafeLoRALayer(name: name, similarity: similarity, projected: project))
+    }
+    return (modules, layers)
 }

@@ -13,9 +13,10 @@ struct Baseline: ParsableCommand {
         changed. reset-blocks sets every weight of the blocks below --layer back to the aligned model's. \
         Each writes OUT (in the fine-tuned model's format), OUT.patch.safetensors and OUT.summary.json. \
         resta adds RESTA's safety vector λ·(aligned − unaligned) and writes OUT, OUT.safety-adapter/ and \
-        OUT.summary.json. `realign eval` measures the result.
+        OUT.summary.json; safe-lora projects a LoRA adapter's updates onto the alignment subspace \
+        (aligned − base) and writes OUT, OUT.safe-adapter/ and OUT.summary.json. `realign eval` measures the result.
         """,
-        subcommands: [Magnitude.self, Random.self, ResetBlocks.self, Resta.self])
+        subcommands: [Magnitude.self, Random.self, ResetBlocks.self, Resta.self, SafeLoRA.self])
 
     /// The models and the output, as `recover` takes them.
     struct Models: ParsableArguments {
@@ -111,7 +112,7 @@ struct Baseline: ParsableCommand {
             try u.checkBase(config, model: aligned)
             _ = try LoRAMergedParameters(base: a, adapter: u)   // U's modules fit A (and so F): refused here, before any work
             let modules = restaSafetyAdapter(unaligned: u, lambda: lambda, finetunedAdapter: try m.adapter.map { try LoRAAdapter(folder: $0) })
-            try writeRestaAdapter(modules, to: adapterOut, baseModel: finetuned)
+            try writeUnscaledAdapter(modules, to: adapterOut, baseModel: finetuned)
             try ModelOutput.write(finetuned: finetuned, adapter: adapterOut, patch: SparsePatch(), to: m.out, ggufType: try ggufOutputType(m.dtype),
                                   overwrite: true) { progressLine($0) }
             let summary = RestaSummary(aligned: aligned, finetuned: finetuned, adapter: m.adapter, unaligned: unaligned, lambda: lambda,
@@ -120,6 +121,59 @@ struct Baseline: ParsableCommand {
             progressLine(String(format: "baseline resta: λ %g, %ld tensors changed, %.1f s", lambda, modules.count, summary.seconds), final: true)
             if m.json { try printJSON(summary) } else { print("\(m.out)\n\(adapterOut)\n\(summaryPath)") }
         }
+    }
+
+    struct SafeLoRA: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "safe-lora",
+            abstract: "Safe LoRA: project the fine-tune's LoRA updates onto the alignment subspace (aligned − base).",
+            discussion: """
+            The fine-tuned model is --finetuned (the aligned model the adapter was trained on) plus --adapter. \
+            Each adapted weight's update ΔW is replaced by C·ΔW, C = V·Vᵀ/‖V‖ with V = aligned − base for that \
+            weight, when cos(ΔW, C·ΔW) < --threshold. Needs the unaligned base model of the aligned one (e.g. \
+            Qwen2.5-0.5B for Qwen2.5-0.5B-Instruct); the embedded models come without theirs. Writes OUT, \
+            OUT.safe-adapter/ (the projected adapter) and OUT.summary.json.
+            """)
+        @OptionGroup var models: Models
+        @Option(help: "The unaligned base model the aligned one was aligned from (same architecture and sizes).") var base: String
+        @Option(parsing: .unconditional, help: "Project the layers whose similarity cos(ΔW, C·ΔW) is below this (above 1: all of them; below −1: none).") var threshold: Double = 0.5
+
+        func validate() throws {
+            guard models.adapter != nil else { throw ValidationError("safe-lora needs --adapter: the fine-tune's LoRA adapter over --finetuned") }
+            guard threshold.isFinite, (-2...2.0).contains(threshold) else { throw ValidationError("--threshold must be in [-2, 2], not \(threshold)") }
+        }
+
+        func run() throws {
+            let t0 = Date()
+            let m = models, adapterOut = m.out + ".safe-adapter", summaryPath = m.out + ".summary.json"
+            let inputs = m.inputs + [base]
+            try checkOutputPath(m.out, kind: isDirectory(m.finetuned) ? .folder : .file, inputs: inputs)
+            try checkOutputPath(adapterOut, kind: .folder, inputs: inputs)
+            try checkOutputPath(summaryPath, kind: .file, inputs: inputs)
+            let aligned = try ModelStore.resolve(m.aligned), finetuned = try ModelStore.resolve(m.finetuned), basePath = try ModelStore.resolve(base)
+            let (a, _, _) = try openAlignedAndFinetuned(aligned: aligned, finetuned: finetuned, adapter: m.adapter)   // the adapter fits
+            let (_, b, _) = try openAlignedAndFinetuned(aligned: aligned, finetuned: basePath, adapter: nil)   // the base has A's sizes
+            let (modules, layers) = try safeLoRAAdapter(try LoRAAdapter(folder: m.adapter!), aligned: a, base: b, threshold: threshold)
+            try writeUnscaledAdapter(modules, to: adapterOut, baseModel: finetuned)
+            try ModelOutput.write(finetuned: finetuned, adapter: adapterOut, patch: SparsePatch(), to: m.out, ggufType: try ggufOutputType(m.dtype),
+                                  overwrite: true) { progressLine($0) }
+            let summary = SafeLoRASummary(aligned: aligned, base: basePath, finetuned: finetuned, adapter: m.adapter!, threshold: threshold,
+                                          projected: layers.filter(\.projected).count, layers: layers, safe_adapter: adapterOut,
+                                          seconds: Date().timeIntervalSince(t0))
+            try writeAtomically(try jsonLine(summary), to: summaryPath)
+            progressLine(String(format: "baseline safe-lora: %ld of %ld adapted weights projected, %.1f s", summary.projected, layers.count, summary.seconds), final: true)
+            if m.json { try printJSON(summary) } else { print("\(m.out)\n\(adapterOut)\n\(summaryPath)") }
+        }
+    }
+
+    struct SafeLoRASummary: Encodable {
+        var method = "safe-lora"
+        var aligned, base, finetuned, adapter: String
+        var threshold: Double
+        var projected: Int
+        var layers: [SafeLoRALayer]
+        var safe_adapter: String
+        var seconds: Double
     }
 
     struct RestaSummary: Encodable {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import Formats
+import Tensor
 import TestSupport
 
 /// `realign baseline` on SmolLM2 and a copy with four weights of one tensor changed
@@ -94,5 +95,64 @@ import TestSupport
             #expect(r.status != 0 && r.stderr.contains(message), "\(args): \(r.stderr)")
         }
         #expect(!FileManager.default.fileExists(atPath: dir + "/bad.gguf"))
+    }
+
+    /// Safe LoRA with a made-up base (SmolLM2 with 40 weights of each adapted tensor moved):
+    /// with threshold 1.01 every update is projected, B' = V·(Vᵀ·B)/‖V‖; with −1.01 none is.
+    @Test func safeLoRAProjectsOntoTheAlignmentSubspace() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("realign-safelora-cli-\(getpid())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let u = try AdapterCLITests.writeAdapter(dir + "/u"), smol = try GGUFFile(path: RealModels.smol)
+        // The base: a patch moving 40 weights of every adapted tensor, applied to SmolLM2.
+        var rng = SplitMix64(seed: 9)
+        var entries: [SafetensorsEntry] = [], shapes: [String] = []
+        for name in u.weightNames {
+            let shape = try smol.shape(name), n = shape[0] * shape[1]
+            let idx = Array(Set((0..<40).map { _ in Int64(rng.next() % UInt64(n)) })).sorted()
+            entries.append(.raw(name + "/indices", dtype: .i64, shape: [idx.count], bytes: idx.flatMap { i in withUnsafeBytes(of: i.littleEndian) { Array($0) } }))
+            entries.append(.floats(name + "/values", shape: [idx.count], as: .f32, idx.map { _ in rng.nextUnit() - 0.5 }))
+            shapes.append("\"\(name)\":[\(shape[0]),\(shape[1])]")
+        }
+        try SafetensorsWriter.write(entries, metadata: ["format": "realign-patch", "version": "1", "shapes": "{" + shapes.joined(separator: ",") + "}"],
+                                    to: dir + "/base.patch")
+        #expect(try CLI.run(["apply-patch", RealModels.smol, dir + "/base.patch", "--out", dir + "/base.gguf"]).status == 0)
+
+        let tensor = "model.layers.1.self_attn.v_proj.weight", m = try #require(u.modules[tensor])
+        let out = m.outFeatures, inF = m.inFeatures, r = m.rank
+        func values(_ path: String) throws -> [Float] {
+            var x = [Float](repeating: 0, count: out * inF)
+            try GGUFFile(path: path).read(tensor, into: &x, count: x.count)
+            return x
+        }
+        let w = try values(RealModels.smol), v = zip(w, try values(dir + "/base.gguf")).map { Double($0) - Double($1) }
+        let vNorm = v.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        // B' = V·(Vᵀ·B)/‖V‖, in Double.
+        var vtb = [Double](repeating: 0, count: inF * r)
+        for o in 0..<out { for c in 0..<inF where v[o * inF + c] != 0 { for k in 0..<r { vtb[c * r + k] += v[o * inF + c] * Double(m.b[o * r + k]) } } }
+        var bp = [Double](repeating: 0, count: out * r)
+        for o in 0..<out { for c in 0..<inF where v[o * inF + c] != 0 { for k in 0..<r { bp[o * r + k] += v[o * inF + c] * vtb[c * r + k] / vNorm } } }
+        func merged(_ b: (Int, Int) -> Double) -> [Float] {
+            (0..<out * inF).map { e in
+                let o = e / inF, c = e % inF
+                var d = 0.0
+                for k in 0..<r { d += b(o, k) * Double(m.a[k * inF + c]) }
+                return Float(Double(w[e]) + Double(m.scale) * d)
+            }
+        }
+        for (threshold, projected, want) in [("1.01", 6, merged { bp[$0 * r + $1] }), ("-1.01", 0, merged { Double(m.b[$0 * r + $1]) })] {
+            let j = try CLI.json(["baseline", "safe-lora", "--aligned", RealModels.smol, "--finetuned", RealModels.smol, "--adapter", dir + "/u",
+                                  "--base", dir + "/base.gguf", "--threshold", threshold, "--out", dir + "/s\(projected).gguf", "--json"])
+            #expect(j["projected"] as? Int == projected)
+            let got = try values(dir + "/s\(projected).gguf")
+            let worst = zip(got, want).map { abs($0 - $1) }.max()!
+            #expect(worst < 1e-5, "threshold \(threshold): worst error \(worst)")
+        }
+        let same = try CLI.run(["baseline", "safe-lora", "--aligned", RealModels.smol, "--finetuned", RealModels.smol, "--adapter", dir + "/u",
+                                "--base", RealModels.smol, "--out", dir + "/x.gguf"])
+        #expect(same.status != 0 && same.stderr.contains("no alignment subspace"), "\(same.stderr)")
+        let noAdapter = try CLI.run(["baseline", "safe-lora", "--aligned", RealModels.smol, "--finetuned", RealModels.smol,
+                                     "--base", dir + "/base.gguf", "--out", dir + "/x.gguf"])
+        #expect(noAdapter.status != 0 && noAdapter.stderr.contains("safe-lora needs --adapter"), "\(noAdapter.stderr)")
     }
 }
