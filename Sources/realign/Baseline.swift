@@ -100,26 +100,18 @@ struct Baseline: ParsableCommand {
         }
 
         func run() throws {
-            let t0 = Date()
-            let m = models, adapterOut = m.out + ".safety-adapter", summaryPath = m.out + ".summary.json"
-            let inputs = m.inputs + [unaligned]
-            try checkOutputPath(m.out, kind: isDirectory(m.finetuned) ? .folder : .file, inputs: inputs)
-            try checkOutputPath(adapterOut, kind: .folder, inputs: inputs)
-            try checkOutputPath(summaryPath, kind: .file, inputs: inputs)
+            let t0 = Date(), m = models
+            let paths = try Baseline.mergedOutputs(m, adapterSuffix: "safety-adapter", inputs: [unaligned])
             let aligned = try ModelStore.resolve(m.aligned), finetuned = try ModelStore.resolve(m.finetuned)
             let (a, _, config) = try openAlignedAndFinetuned(aligned: aligned, finetuned: finetuned, adapter: m.adapter)
             let u = try LoRAAdapter(folder: unaligned)
             try u.checkBase(config, model: aligned)
             _ = try LoRAMergedParameters(base: a, adapter: u)   // U's modules fit A (and so F): refused here, before any work
             let modules = restaSafetyAdapter(unaligned: u, lambda: lambda, finetunedAdapter: try m.adapter.map { try LoRAAdapter(folder: $0) })
-            try writeUnscaledAdapter(modules, to: adapterOut, baseModel: finetuned)
-            try ModelOutput.write(finetuned: finetuned, adapter: adapterOut, patch: SparsePatch(), to: m.out, ggufType: try ggufOutputType(m.dtype),
-                                  overwrite: true) { progressLine($0) }
-            let summary = RestaSummary(aligned: aligned, finetuned: finetuned, adapter: m.adapter, unaligned: unaligned, lambda: lambda,
-                                       safety_adapter: adapterOut, changed_tensors: modules.count, seconds: Date().timeIntervalSince(t0))
-            try writeAtomically(try jsonLine(summary), to: summaryPath)
-            progressLine(String(format: "baseline resta: λ %g, %ld tensors changed, %.1f s", lambda, modules.count, summary.seconds), final: true)
-            if m.json { try printJSON(summary) } else { print("\(m.out)\n\(adapterOut)\n\(summaryPath)") }
+            try Baseline.writeMerged(m, finetuned: finetuned, modules: modules, paths: paths) {
+                RestaSummary(aligned: aligned, finetuned: finetuned, adapter: m.adapter, unaligned: unaligned, lambda: lambda,
+                             safety_adapter: paths.adapter, changed_tensors: modules.count, seconds: Date().timeIntervalSince(t0))
+            } done: { String(format: "baseline resta: λ %g, %ld tensors changed, %.1f s", $0.lambda, $0.changed_tensors, $0.seconds) }
         }
     }
 
@@ -144,26 +136,40 @@ struct Baseline: ParsableCommand {
         }
 
         func run() throws {
-            let t0 = Date()
-            let m = models, adapterOut = m.out + ".safe-adapter", summaryPath = m.out + ".summary.json"
-            let inputs = m.inputs + [base]
-            try checkOutputPath(m.out, kind: isDirectory(m.finetuned) ? .folder : .file, inputs: inputs)
-            try checkOutputPath(adapterOut, kind: .folder, inputs: inputs)
-            try checkOutputPath(summaryPath, kind: .file, inputs: inputs)
+            let t0 = Date(), m = models
+            let paths = try Baseline.mergedOutputs(m, adapterSuffix: "safe-adapter", inputs: [base])
             let aligned = try ModelStore.resolve(m.aligned), finetuned = try ModelStore.resolve(m.finetuned), basePath = try ModelStore.resolve(base)
             let (a, _, _) = try openAlignedAndFinetuned(aligned: aligned, finetuned: finetuned, adapter: m.adapter)   // the adapter fits
             let (_, b, _) = try openAlignedAndFinetuned(aligned: aligned, finetuned: basePath, adapter: nil)   // the base has A's sizes
             let (modules, layers) = try safeLoRAAdapter(try LoRAAdapter(folder: m.adapter!), aligned: a, base: b, threshold: threshold)
-            try writeUnscaledAdapter(modules, to: adapterOut, baseModel: finetuned)
-            try ModelOutput.write(finetuned: finetuned, adapter: adapterOut, patch: SparsePatch(), to: m.out, ggufType: try ggufOutputType(m.dtype),
-                                  overwrite: true) { progressLine($0) }
-            let summary = SafeLoRASummary(aligned: aligned, base: basePath, finetuned: finetuned, adapter: m.adapter!, threshold: threshold,
-                                          projected: layers.filter(\.projected).count, layers: layers, safe_adapter: adapterOut,
-                                          seconds: Date().timeIntervalSince(t0))
-            try writeAtomically(try jsonLine(summary), to: summaryPath)
-            progressLine(String(format: "baseline safe-lora: %ld of %ld adapted weights projected, %.1f s", summary.projected, layers.count, summary.seconds), final: true)
-            if m.json { try printJSON(summary) } else { print("\(m.out)\n\(adapterOut)\n\(summaryPath)") }
+            try Baseline.writeMerged(m, finetuned: finetuned, modules: modules, paths: paths) {
+                SafeLoRASummary(aligned: aligned, base: basePath, finetuned: finetuned, adapter: m.adapter!, threshold: threshold,
+                                projected: layers.filter(\.projected).count, layers: layers, safe_adapter: paths.adapter,
+                                seconds: Date().timeIntervalSince(t0))
+            } done: { String(format: "baseline safe-lora: %ld of %ld adapted weights projected, %.1f s", $0.projected, $0.layers.count, $0.seconds) }
         }
+    }
+
+    /// The outputs of a method that writes an adapter and merges it into F (resta, safe-lora):
+    /// OUT, OUT.<adapterSuffix>/ and OUT.summary.json, checked against every input before any work.
+    static func mergedOutputs(_ m: Models, adapterSuffix: String, inputs: [String]) throws -> (adapter: String, summary: String) {
+        let adapter = m.out + "." + adapterSuffix, summary = m.out + ".summary.json", all = m.inputs + inputs
+        try checkOutputPath(m.out, kind: isDirectory(m.finetuned) ? .folder : .file, inputs: all)
+        try checkOutputPath(adapter, kind: .folder, inputs: all)
+        try checkOutputPath(summary, kind: .file, inputs: all)
+        return (adapter, summary)
+    }
+
+    /// Writes the adapter, F with it merged (OUT) and the summary (made once both are written).
+    static func writeMerged<S: Encodable>(_ m: Models, finetuned: String, modules: [(weights: LoRAAdapter.Weights, rank: Int)],
+                                          paths: (adapter: String, summary: String), summary: () -> S, done: (S) -> String) throws {
+        try writeUnscaledAdapter(modules, to: paths.adapter, baseModel: finetuned)
+        try ModelOutput.write(finetuned: finetuned, adapter: paths.adapter, patch: SparsePatch(), to: m.out, ggufType: try ggufOutputType(m.dtype),
+                              overwrite: true) { progressLine($0) }
+        let s = summary()
+        try writeAtomically(try jsonLine(s), to: paths.summary)
+        progressLine(done(s), final: true)
+        if m.json { try printJSON(s) } else { print("\(m.out)\n\(paths.adapter)\n\(paths.summary)") }
     }
 
     struct SafeLoRASummary: Encodable {
