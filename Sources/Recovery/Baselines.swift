@@ -47,7 +47,7 @@ public struct BaselineSummary: Codable, Equatable {
 
 /// The tensors of block i the recovery may change (everything but norms), as the file holds them.
 public func eligibleSpecs(_ c: ModelConfig, block i: Int) -> [ParameterSpec] {
-    c.layerSpecs(i).filter { !$0.hfName.hasSuffix("norm.weight") }
+    c.layerSpecs(i).filter { isEligible($0.hfName) }
 }
 
 /// The two models of a recovery opened side by side: A's and F's parameters (F with the LoRA
@@ -120,9 +120,7 @@ public func baselinePatch(_ method: RestoreBaseline, aligned: ParameterSource, f
         }
         progress(i + 1)
     }
-    if method != .resetBlocks {
-        for r in top.result().restores { try patch.add(r.name, shape: try aligned.shape(r.name), indices: r.indices, values: r.values) }
-    }
+    if method != .resetBlocks { _ = try addRestores(top.result().restores, to: &patch, aligned: aligned) }
     return (patch, weights, differing)
 }
 
@@ -196,11 +194,11 @@ public func safeLoRAAdapter(_ adapter: LoRAAdapter, aligned: ParameterSource, ba
             throw FormatError(base.path, "\(name) is the same in the aligned and the base model (or not finite): no alignment subspace to project on")
         }
         // B' = V·(Vᵀ·B)/‖V‖_F.
-        let vtb = FloatBuffer(count: inF * r), projected = [Float](repeating: 0, count: out * r)
+        let vtb = FloatBuffer(count: inF * r)
         m.b.withUnsafeBufferPointer { b in
             gemm(transA: true, transB: false, m: inF, n: r, k: out, a: v.ptr, lda: inF, b: b.baseAddress!, ldb: r, c: vtb.ptr, ldc: r)
         }
-        var bp = projected
+        var bp = [Float](repeating: 0, count: out * r)
         bp.withUnsafeMutableBufferPointer { p in
             gemm(transA: false, transB: false, m: out, n: r, k: inF, alpha: Float(1 / norm), a: v.ptr, lda: inF, b: vtb.ptr, ldb: r, c: p.baseAddress!, ldc: r)
         }

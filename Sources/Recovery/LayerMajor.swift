@@ -51,8 +51,8 @@ extension RecoveryRun {
             defer { loadSeconds += Date().timeIntervalSince(t) }
             return try ModelWeights.loadBlock(i, config: c, from: PatchedParameters(finetunedSource, p))
         }
-        let perBlock = eligibleSpecs(c, block: 0).count
-        let eligible = layer * eligibleSpecs(c, block: 0).reduce(0) { $0 + $1.shape.reduce(1, *) }
+        let specs = eligibleSpecs(c, block: 0), perBlock = specs.count
+        let eligible = layer * specs.reduce(0) { $0 + $1.shape.reduce(1, *) }
         let k = try restoresPerRound(eligible: eligible)
         log("recovery (layer-major, one block in memory at a time): \(layer * perBlock) eligible tensors, \(eligible) weights, "
             + "\(k) restored per round (rate \(options.rate)), layer \(layer)")

@@ -152,10 +152,13 @@ public func eligibleTensors(weights: ModelWeights, gradients: [LayerWeights], bl
 /// The eligible tensors of one block, in model order.
 public func eligibleTensors(block: LayerWeights, gradients: LayerWeights, layer: Int) -> [EligibleTensor] {
     zip(block.named(layer: layer), gradients.named(layer: layer)).compactMap { a, b in
-        a.name.hasSuffix("norm.weight") ? nil    // layernorms, qwen3 q_norm/k_norm
-            : EligibleTensor(name: a.name, current: a.buffer, gradient: b.buffer)
+        isEligible(a.name) ? EligibleTensor(name: a.name, current: a.buffer, gradient: b.buffer) : nil
     }
 }
+
+/// Whether recovery may change a block tensor: everything but the norms (layernorms, qwen3's
+/// q_norm/k_norm).
+func isEligible(_ name: String) -> Bool { !name.hasSuffix("norm.weight") }
 
 /// Puts the selection's aligned values into the patch; returns how many per layer and per module (the round log's counts).
 func addRestores(_ restores: [Restore], to patch: inout SparsePatch, aligned: ParameterSource) throws

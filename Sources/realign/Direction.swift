@@ -36,14 +36,15 @@ struct DirectionCommand: CheckedCommand {
         guard l >= 0, l <= m.config.numLayers else { throw ValidationError("--layer must be in 0...\(m.config.numLayers)") }
         let ids = try prompts.map { try promptIds(try readPromptLines($0), of: $0, chat: m.chat) }
             ?? RecoverySet.doNotAnswer256.map { try m.chat.promptIds($0) }
+        // The benign prompts of --subtract fit the context too, before any work.
+        let benign = try subtract.map { try promptIds(try readPromptLines($0), of: $0, chat: m.chat) }
         let start = Date()
         let mean = m.decoder.meanLastTokenState(ids, layer: l, batchSize: batchSize) { done in
             progressLine("direction: \(done)/\(ids.count) prompts, \(String(format: "%.1f", Date().timeIntervalSince(start))) s", final: done == ids.count)
         }
         guard allFinite(mean) else { throw m.decoder.nonFiniteError("hidden states", sequences: ids, blocks: l) }
         var values = mean
-        if let subtract {
-            let benign = try promptIds(try readPromptLines(subtract), of: subtract, chat: m.chat)
+        if let benign {
             let other = m.decoder.meanLastTokenState(benign, layer: l, batchSize: batchSize)
             guard allFinite(other) else { throw m.decoder.nonFiniteError("hidden states", sequences: benign, blocks: l) }
             values = zip(mean, other).map { $0 - $1 }
